@@ -1,0 +1,19 @@
+# Tests: cmocka unit tests (no kernel) and integration tests (real agent, real
+# BPF, real sockets). Included by the top-level Makefile.
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(wildcard tests/unit/test_*.c))
+UNIT_DEPS_test_paths := paths
+UNIT_DEPS_test_endpoints := endpoints paths discovery
+UNIT_DEPS_test_coalescer := coalescer
+UNIT_DEPS_test_events := events paths clock
+
+$(OUTPUT)/tests/%: tests/unit/%.c $(AGENT_OBJS) | $(OUTPUT)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< $(foreach d,$(UNIT_DEPS_$*),$(OUTPUT)/user/$(d).o) \
+		-o $@ -lcmocka -ljansson
+
+unit-test: $(UNIT_TESTS)
+	$(Q)set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+integration-test: all
+	$(Q)python3 tests/integration/run.py

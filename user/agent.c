@@ -1,0 +1,965 @@
+/*
+ * The agent's event loop. Data flows one way:
+ *   ring buffer / reconcile scan → endpoint table → policy (confirm, coalesce)
+ *   → sinks.
+ * One epoll set holds the ring buffer, the signalfd, the timers and the sink
+ * fds; nothing in the loop blocks on a consumer.
+ */
+#include "agent.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "coalescer.h"
+#include "discovery.h"
+#include "endpoints.h"
+#include "events.h"
+#include "exitcodes.h"
+#include "log.h"
+#include "paths.h"
+#include "sinks.h"
+#include "sockwarden.h"
+#include "sockwarden.skel.h"
+
+#define TICK_NS (250 * NSEC_PER_MSEC)
+
+/* Orphaned listeners already reported, by socket inode. */
+struct inode_set {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+struct agent {
+	const struct agent_options *opt;
+	struct event_env env;
+	struct sinks sinks;
+	struct endpoint_table eps;
+	struct coalescer co;
+	struct bpf_agent bpf;
+	int epfd, sigfd, reconcile_tfd, tick_tfd;
+	bool sink_waiting;
+	bool stopping;
+	uint64_t scan_gen;
+	struct inode_set orphans_reported;
+	uint64_t ringbuf_full_reported;
+	uint64_t sink_dropped_reported;
+	uint64_t records;
+};
+
+static bool inode_set_has(const struct inode_set *s, uint64_t ino)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i] == ino)
+			return true;
+	return false;
+}
+
+static void inode_set_add(struct inode_set *s, uint64_t ino)
+{
+	if (inode_set_has(s, ino))
+		return;
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 32;
+		uint64_t *nv = realloc(s->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return;
+		s->v = nv;
+		s->cap = cap;
+	}
+	s->v[s->n++] = ino;
+}
+
+static bool path_watched(const struct agent *a, const char *path)
+{
+	if (a->opt->n_watch == 0)
+		return true;
+	for (size_t i = 0; i < a->opt->n_watch; i++)
+		if (strcmp(a->opt->watch[i], path) == 0)
+			return true;
+	return false;
+}
+
+/* ----- emitting ----- */
+
+static void emit(struct agent *a, json_t *ev)
+{
+	sinks_emit(&a->sinks, ev);
+	json_decref(ev);
+	a->sink_waiting = sinks_flush(&a->sinks);
+}
+
+static json_t *ev_path(struct agent *a, const char *name, const char *sev,
+		       uint64_t mono, const char *path)
+{
+	json_t *ev = event_new(&a->env, name, sev, mono);
+
+	event_set_path(ev, "path", path, strlen(path));
+	return ev;
+}
+
+static void ev_owner(json_t *ev, const char *key, const struct owner *o)
+{
+	event_set_proc(ev, key, o->pid, o->comm, o->uid);
+}
+
+static void ev_proc(json_t *ev, const char *key, const struct sw_proc *p)
+{
+	char comm[SW_COMM_LEN + 1];
+
+	memcpy(comm, p->comm, SW_COMM_LEN);
+	comm[SW_COMM_LEN] = 0;
+	event_set_proc(ev, key, (pid_t)p->tgid, comm, p->uid);
+}
+
+static void ev_owners(json_t *ev, const struct endpoint *e)
+{
+	if (e->n_owners > 0)
+		ev_owner(ev, "owner", &e->owners[0]);
+	else if (e->have_last_owner)
+		ev_owner(ev, "owner", &e->last_owner);
+	if (e->n_owners > 1) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; i < e->n_owners; i++) {
+			json_t *o = json_object();
+
+			json_object_set_new(o, "pid", json_integer(e->owners[i].pid));
+			json_object_set_new(o, "comm", json_string(e->owners[i].comm));
+			json_object_set_new(o, "uid", json_integer(e->owners[i].uid));
+			json_array_append_new(arr, o);
+		}
+		json_object_set_new(ev, "owners", arr);
+	}
+}
+
+static void report_socket_unlinked(struct agent *a, struct endpoint *e,
+				   const struct sw_proc *actor, const char *via,
+				   uint64_t mono)
+{
+	json_t *ev = ev_path(a, "socket_unlinked", "error", mono, e->path);
+
+	if (actor)
+		ev_proc(ev, "actor", actor);
+	ev_owners(ev, e);
+	json_object_set_new(ev, "via", json_string(via));
+	json_object_set_new(ev, "inode", json_integer((json_int_t)e->l.vfs_ino));
+	e->lost = true;
+	e->lost_ns = mono ? mono : clock_mono_ns();
+	emit(a, ev);
+}
+
+static void report_orphan(struct agent *a, const char *path,
+			  const struct unix_listener *l, const struct owner *o)
+{
+	json_t *ev = ev_path(a, "listener_orphaned", "error", 0, path);
+
+	if (o)
+		ev_owner(ev, "owner", o);
+	json_object_set_new(ev, "inode", json_integer((json_int_t)l->vfs_ino));
+	json_object_set_new(ev, "socket_inode", json_integer((json_int_t)l->sock_ino));
+	emit(a, ev);
+	inode_set_add(&a->orphans_reported, l->sock_ino);
+}
+
+static void report_wedged(struct agent *a, struct endpoint *e, const char *why,
+			  uint64_t mono)
+{
+	json_t *ev = ev_path(a, "listener_wedged", "error", mono, e->path);
+
+	ev_owners(ev, e);
+	json_object_set_new(ev, "backlog", json_integer(e->l.backlog));
+	json_object_set_new(ev, "max_backlog", json_integer(e->l.max_backlog));
+	json_object_set_new(ev, "reason", json_string(why));
+	e->wedged = true;
+	emit(a, ev);
+}
+
+/* ----- reconcile scan ----- */
+
+struct scan_item {
+	struct unix_listener l;
+	char path[SW_PATH_MAX];
+	const struct owner *owners;
+	size_t n_owners;
+	bool matches;
+};
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+static size_t owners_of(const struct owner_map *m, uint64_t ino, struct owner *out,
+			size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < m->n && n < max; i++)
+		if (m->v[i].sock_ino == ino)
+			out[n++] = m->v[i].o;
+	return n;
+}
+
+static void scan_prune(struct endpoint *e, void *ctx)
+{
+	struct agent *a = ctx;
+	struct stat st;
+
+	if (e->has_listener && e->scan_gen != a->scan_gen) {
+		/* the listener closed since the last scan */
+		log_debug("listener of %s closed", e->path);
+		ep_clear_listener(e);
+	}
+	if (!e->has_listener && !(e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER)) &&
+	    lstat(e->path, &st) != 0) {
+		bool streak = false;
+
+		for (int err = 0; err < SW_ERR_MAX; err++) {
+			static const int errs[] = { ENOENT, ECONNREFUSED, EAGAIN };
+
+			if (coalescer_find(&a->co, e->path, errs[err]))
+				streak = true;
+		}
+		if (!streak)
+			ep_remove(&a->eps, e);
+	}
+}
+
+static void reconcile(struct agent *a, bool initial)
+{
+	struct listener_list ll = {0};
+	struct owner_map om = {0};
+	uint64_t *inos = NULL;
+	struct scan_item *items = NULL;
+	int err;
+
+	a->scan_gen++;
+	err = discovery_dump(&ll, 1u << 10 /* TCP_LISTEN */);
+	if (err) {
+		log_warn("sock_diag dump failed: %s", strerror(-err));
+		return;
+	}
+	inos = calloc(ll.n ? ll.n : 1, sizeof(*inos));
+	items = calloc(ll.n ? ll.n : 1, sizeof(*items));
+	if (!inos || !items)
+		goto out;
+	for (size_t i = 0; i < ll.n; i++)
+		inos[i] = ll.v[i].sock_ino;
+	qsort(inos, ll.n, sizeof(*inos), cmp_u64);
+	discovery_owners(inos, ll.n, &om);
+
+	for (size_t i = 0; i < ll.n; i++) {
+		struct unix_listener *l = &ll.v[i];
+		struct owner owners[EP_MAX_OWNERS];
+		size_t n_owners = owners_of(&om, l->sock_ino, owners, EP_MAX_OWNERS);
+		char path[SW_PATH_MAX];
+		struct endpoint *e;
+		bool added, matches;
+
+		if (!listener_abs_path(l, n_owners ? owners[0].pid : 0, path, sizeof(path)))
+			continue; /* abstract or unbound: no path to lose */
+		if (!path_watched(a, path))
+			continue;
+		matches = listener_path_matches(l, path);
+		e = ep_get_or_add(&a->eps, path, &added);
+		if (!e)
+			continue;
+		e->origin |= EP_FROM_SCAN;
+		if (matches) {
+			ep_set_listener(e, l, owners, n_owners);
+			e->scan_gen = a->scan_gen;
+			e->lost = false;
+			ep_record_fs(e);
+			if (l->max_backlog && l->backlog >= l->max_backlog) {
+				if (!e->wedged)
+					report_wedged(a, e, "backlog_full", 0);
+			} else {
+				e->wedged = false;
+			}
+			continue;
+		}
+		/* the path is gone or names another file: this listener is orphaned */
+		if (e->has_listener && e->l.sock_ino == l->sock_ino) {
+			e->scan_gen = a->scan_gen;
+			if (!e->lost && !initial) {
+				report_socket_unlinked(a, e, NULL, "scan", 0);
+				inode_set_add(&a->orphans_reported, l->sock_ino);
+			}
+			continue;
+		}
+		if (!inode_set_has(&a->orphans_reported, l->sock_ino))
+			report_orphan(a, path, l, n_owners ? &owners[0] : NULL);
+		if (!e->has_listener || e->scan_gen != a->scan_gen) {
+			/* keep the orphan as this path's listener until a live one shows */
+			ep_set_listener(e, l, owners, n_owners);
+			e->scan_gen = a->scan_gen;
+			e->lost = true;
+			if (!e->lost_ns)
+				e->lost_ns = clock_mono_ns();
+		}
+	}
+	ep_foreach(&a->eps, scan_prune, a);
+	/* forget orphans whose listener is gone */
+	for (size_t i = 0; i < a->orphans_reported.n;) {
+		if (!bsearch(&a->orphans_reported.v[i], inos, ll.n, sizeof(*inos), cmp_u64))
+			a->orphans_reported.v[i] = a->orphans_reported.v[--a->orphans_reported.n];
+		else
+			i++;
+	}
+	bpf_agent_sync(&a->bpf, &a->eps);
+out:
+	free(inos);
+	free(items);
+	owner_map_free(&om);
+	listener_list_free(&ll);
+}
+
+/* ----- unlink records ----- */
+
+struct confirm_ctx {
+	struct agent *a;
+	const struct sw_rec_unlink *r;
+	const char *via;
+	size_t confirmed;
+};
+
+static void confirm_visit(struct endpoint *e, void *ctx)
+{
+	struct confirm_ctx *c = ctx;
+
+	if (!e->has_listener || e->lost)
+		return;
+	if (listener_path_matches(&e->l, e->path))
+		return; /* still there: a failed race, another name, or a hash collision */
+	report_socket_unlinked(c->a, e, &c->r->hdr.proc, c->via, c->r->hdr.ts_ns);
+	c->confirmed++;
+}
+
+struct dir_find {
+	uint64_t dev, ino;
+	char path[SW_PATH_MAX];
+	bool found;
+};
+
+static void dir_find_visit(struct endpoint *e, void *ctx)
+{
+	struct dir_find *f = ctx;
+	int i;
+
+	if (f->found)
+		return;
+	i = ep_dir_index(e, f->dev, f->ino);
+	if (i >= 0 && ep_dir_path(e, (size_t)i, f->path, sizeof(f->path)))
+		f->found = true;
+}
+
+/* An absolute path for a name the actor used, relative to `base`. */
+static bool resolve_name(struct agent *a, const char *name,
+			 const struct sw_file_id *base, pid_t tgid, char *out,
+			 size_t outlen)
+{
+	struct dir_find f = {0};
+	char cwd[SW_PATH_MAX];
+	struct stat st;
+
+	if (name[0] == '/')
+		return path_normalize(name, out, outlen);
+	if (!base->ino)
+		return false;
+	/* the base directory is usually one the agent recorded for an endpoint,
+	 * which works even after a short-lived actor (rm) has exited */
+	f.dev = kdev_to_dev(base->dev);
+	f.ino = base->ino;
+	ep_foreach(&a->eps, dir_find_visit, &f);
+	if (f.found)
+		return path_join(f.path, name, out, outlen);
+	if (proc_cwd(tgid, cwd, sizeof(cwd)) && stat(cwd, &st) == 0 &&
+	    st.st_ino == base->ino && st.st_dev == f.dev)
+		return path_join(cwd, name, out, outlen);
+	return false;
+}
+
+struct inode_match {
+	struct confirm_ctx *c;
+	const struct sw_file_id *id;
+};
+
+static void inode_visit(struct endpoint *e, void *ctx)
+{
+	struct inode_match *m = ctx;
+	uint64_t dev = kdev_to_dev(m->id->dev);
+
+	if (!e->has_listener)
+		return;
+	if ((e->l.vfs_ino == m->id->ino && e->l.vfs_dev == dev) ||
+	    ep_dir_index(e, dev, m->id->ino) > 0)
+		confirm_visit(e, m->c);
+}
+
+static void on_unlink(struct agent *a, const struct sw_rec_unlink *r)
+{
+	bool rename = r->syscall >= SW_SYS_RENAME && r->syscall != SW_SYS_VFS_UNLINK;
+	struct confirm_ctx c = { .a = a, .r = r, .via = rename ? "rename" : "unlink" };
+
+	for (int i = 0; i < 2; i++) {
+		char name[SW_NAME_LEN + 1], abs[SW_PATH_MAX];
+
+		if (!(r->match & (i == 0 ? SW_UNLINK_MATCH_OLD : SW_UNLINK_MATCH_NEW)))
+			continue;
+		if (r->target[i].ino) {
+			/* fentry mode: the exact inode */
+			struct inode_match m = { &c, &r->target[i] };
+
+			ep_foreach(&a->eps, inode_visit, &m);
+			continue;
+		}
+		memcpy(name, r->name[i], SW_NAME_LEN);
+		name[SW_NAME_LEN] = 0;
+		if (!resolve_name(a, name, &r->base[i], (pid_t)r->hdr.proc.tgid, abs,
+				  sizeof(abs))) {
+			log_debug("cannot resolve %s (pid %u); the scan will decide",
+				  name, r->hdr.proc.tgid);
+			continue;
+		}
+		ep_foreach_under(&a->eps, abs, confirm_visit, &c);
+	}
+	if (c.confirmed)
+		bpf_agent_sync(&a->bpf, &a->eps);
+}
+
+/* ----- bind / listen records ----- */
+
+static bool record_path(const struct sw_rec_bind *r, char *out, size_t outlen)
+{
+	char name[SW_SUN_PATH_LEN + 1], cwd[SW_PATH_MAX];
+
+	memcpy(name, r->path, SW_SUN_PATH_LEN);
+	name[SW_SUN_PATH_LEN] = 0;
+	if (name[0] == '/')
+		return path_normalize(name, out, outlen);
+	if (!proc_cwd((pid_t)r->hdr.proc.tgid, cwd, sizeof(cwd)))
+		return false;
+	return path_join(cwd, name, out, outlen);
+}
+
+static void on_bind(struct agent *a, const struct sw_rec_bind *r)
+{
+	char path[SW_PATH_MAX];
+	struct endpoint *e;
+	bool added;
+
+	if (!record_path(r, path, sizeof(path)) || !path_watched(a, path))
+		return;
+	e = ep_get_or_add(&a->eps, path, &added);
+	if (!e)
+		return;
+	e->origin |= EP_FROM_BIND;
+	if (added)
+		bpf_agent_sync(&a->bpf, &a->eps);
+}
+
+static void on_listen(struct agent *a, const struct sw_rec_bind *r)
+{
+	char path[SW_PATH_MAX];
+	struct unix_listener l;
+	struct owner o;
+	struct endpoint *e;
+	uint64_t ino;
+
+	if (!record_path(r, path, sizeof(path)) || !path_watched(a, path))
+		return;
+	ino = fd_socket_inode((pid_t)r->hdr.proc.tgid, r->fd);
+	if (!ino || discovery_get(ino, &l) != 0) {
+		log_debug("listener on %s closed before it could be looked at", path);
+		return;
+	}
+	if (!listener_path_matches(&l, path))
+		return;
+	e = ep_get_or_add(&a->eps, path, NULL);
+	if (!e)
+		return;
+	e->origin |= EP_FROM_BIND;
+	if (!owner_read((pid_t)r->hdr.proc.tgid, &o))
+		return;
+	ep_set_listener(e, &l, &o, 1);
+	e->scan_gen = a->scan_gen;
+	e->lost = false;
+	e->wedged = false;
+	ep_record_fs(e);
+	log_debug("new listener on %s (pid %d)", path, o.pid);
+	bpf_agent_sync(&a->bpf, &a->eps);
+}
+
+/* ----- connect records ----- */
+
+static const int err_of_index[SW_ERR_MAX] = { ENOENT, ECONNREFUSED, EAGAIN };
+
+static void coalesced_emit(const struct coalesced_event *c, void *ctx)
+{
+	struct agent *a = ctx;
+	static const char *names[] = { "connect_failing", "connect_still_failing",
+				       "connect_recovered" };
+	json_t *ev = ev_path(a, names[c->kind],
+			     c->kind == COALESCED_RECOVERED ? "info" : "warning",
+			     c->mono_ns, c->path);
+
+	json_object_set_new(ev, "errno", json_string(errno_name(c->err)));
+	switch (c->kind) {
+	case COALESCED_FAILING:
+		event_set_proc(ev, "client", c->first_client.pid, c->first_client.comm,
+			       c->first_client.uid);
+		break;
+	case COALESCED_STILL_FAILING:
+		json_object_set_new(ev, "failures", json_integer((json_int_t)c->failures));
+		json_object_set_new(ev, "streak_duration_ms",
+				    json_integer((json_int_t)c->streak_duration_ms));
+		break;
+	case COALESCED_RECOVERED: {
+		json_t *arr = json_array();
+
+		json_object_set_new(ev, "streak_duration_ms",
+				    json_integer((json_int_t)c->streak_duration_ms));
+		json_object_set_new(ev, "swallowed_failures",
+				    json_integer((json_int_t)c->swallowed_failures));
+		json_object_set_new(ev, "total_failures",
+				    json_integer((json_int_t)c->total_failures));
+		json_object_set_new(ev, "how", json_string(c->how));
+		for (size_t i = 0; i < c->n_clients; i++) {
+			json_t *o = json_object();
+
+			json_object_set_new(o, "pid", json_integer(c->clients[i].pid));
+			json_object_set_new(o, "comm", json_string(c->clients[i].comm));
+			json_object_set_new(o, "uid", json_integer(c->clients[i].uid));
+			json_object_set_new(o, "failures",
+					    json_integer((json_int_t)c->clients[i].failures));
+			json_array_append_new(arr, o);
+		}
+		json_object_set_new(ev, "clients", arr);
+		break;
+	}
+	}
+	emit(a, ev);
+}
+
+static void path_of_key(const struct sw_path_key *k, char *out)
+{
+	memcpy(out, k->path, SW_SUN_PATH_LEN);
+	out[SW_SUN_PATH_LEN] = 0;
+}
+
+static void on_connect_fail(struct agent *a, const struct sw_rec_connect *r)
+{
+	char path[SW_SUN_PATH_LEN + 1];
+	struct coalesced_client cl = {0};
+	int err_index = (int)r->key.err;
+	struct endpoint *e;
+
+	if (err_index < 0 || err_index >= SW_ERR_MAX)
+		return;
+	path_of_key(&r->key.path, path);
+	cl.pid = (pid_t)r->hdr.proc.tgid;
+	cl.uid = r->hdr.proc.uid;
+	memcpy(cl.comm, r->hdr.proc.comm, sizeof(cl.comm) - 1);
+	if (coalescer_find(&a->co, path, err_of_index[err_index]) &&
+	    coalescer_find(&a->co, path, err_of_index[err_index])->gen == r->gen)
+		return;
+	coalescer_failing(&a->co, path, err_of_index[err_index], r->gen, r->count,
+			  r->hdr.ts_ns, &cl);
+	e = ep_lookup(&a->eps, path);
+	if (err_of_index[err_index] == ECONNREFUSED) {
+		struct stat st;
+		json_t *ev;
+
+		if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+			return;
+		ev = ev_path(a, "stale_socket", "error", r->hdr.ts_ns, path);
+		if (e && e->have_last_owner)
+			ev_owner(ev, "last_owner", &e->last_owner);
+		emit(a, ev);
+	} else if (err_of_index[err_index] == EAGAIN && e && e->has_listener) {
+		struct unix_listener l;
+
+		if (discovery_get(e->l.sock_ino, &l) == 0) {
+			e->l.backlog = l.backlog;
+			e->l.max_backlog = l.max_backlog;
+		}
+		report_wedged(a, e, "connect_eagain", r->hdr.ts_ns);
+	}
+}
+
+static void streak_recovered(struct agent *a, const char *path, int err_index,
+			     uint32_t gen, uint64_t closed_failures, uint64_t when,
+			     const char *how)
+{
+	struct sw_client_key keys[COALESCER_TOP_CLIENTS];
+	struct sw_client_stat vals[COALESCER_TOP_CLIENTS];
+	struct coalesced_client cl[COALESCER_TOP_CLIENTS];
+	size_t n = bpf_agent_clients(&a->bpf, path, err_index, gen, keys, vals,
+				     COALESCER_TOP_CLIENTS);
+
+	for (size_t i = 0; i < n; i++) {
+		cl[i].pid = (pid_t)keys[i].tgid;
+		cl[i].uid = vals[i].uid;
+		memcpy(cl[i].comm, vals[i].comm, sizeof(cl[i].comm));
+		cl[i].comm[sizeof(cl[i].comm) - 1] = 0;
+		cl[i].failures = vals[i].failures;
+	}
+	coalescer_recovered(&a->co, path, err_of_index[err_index], gen, closed_failures,
+			    when, how, cl, n);
+	bpf_agent_clients_forget(&a->bpf, path, err_index, gen);
+}
+
+static void on_connect_ok(struct agent *a, const struct sw_rec_connect *r)
+{
+	char path[SW_SUN_PATH_LEN + 1];
+	int err_index = (int)r->key.err;
+
+	if (err_index < 0 || err_index >= SW_ERR_MAX)
+		return;
+	path_of_key(&r->key.path, path);
+	streak_recovered(a, path, err_index, r->gen, r->count, r->hdr.ts_ns, "connect");
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+	struct agent *a = ctx;
+	const struct sw_rec_hdr *h = data;
+
+	a->records++;
+	if (size < sizeof(*h))
+		return 0;
+	switch (h->type) {
+	case SW_REC_UNLINK:
+		if (size >= sizeof(struct sw_rec_unlink))
+			on_unlink(a, data);
+		break;
+	case SW_REC_BIND:
+		if (size >= sizeof(struct sw_rec_bind))
+			on_bind(a, data);
+		break;
+	case SW_REC_LISTEN:
+		if (size >= sizeof(struct sw_rec_bind))
+			on_listen(a, data);
+		break;
+	case SW_REC_CONNECT_FAIL:
+		if (size >= sizeof(struct sw_rec_connect))
+			on_connect_fail(a, data);
+		break;
+	case SW_REC_CONNECT_OK:
+		if (size >= sizeof(struct sw_rec_connect))
+			on_connect_ok(a, data);
+		break;
+	}
+	return 0;
+}
+
+/* ----- periodic work ----- */
+
+static bool read_failures(const char *path, int err, uint64_t *failures, void *ctx)
+{
+	struct agent *a = ctx;
+	struct sw_connect_stat st;
+
+	for (int i = 0; i < SW_ERR_MAX; i++) {
+		if (err_of_index[i] != err)
+			continue;
+		if (bpf_agent_connect_stat(&a->bpf, path, i, &st))
+			return false;
+		*failures = st.failures;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The maps are the truth; records are prompts. This catches streaks whose
+ * records the ring buffer could not take: opened unseen, or ended unseen.
+ */
+static void streaks_reconcile(struct agent *a)
+{
+	int fd = bpf_map__fd(a->bpf.skel->maps.connect_stats);
+	struct sw_connect_stat_key cur, next;
+	void *prev = NULL;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		struct sw_connect_stat st;
+		char path[SW_SUN_PATH_LEN + 1];
+		struct streak *s;
+
+		cur = next;
+		prev = &cur;
+		if (cur.err >= SW_ERR_MAX || bpf_map_lookup_elem(fd, &cur, &st))
+			continue;
+		path_of_key(&cur.path, path);
+		s = coalescer_find(&a->co, path, err_of_index[cur.err]);
+		if (s && (s->gen != st.gen || !st.open)) {
+			/* ended (and maybe reopened) without a record reaching us */
+			uint64_t closed = s->gen == st.gen ? st.closed_failures
+							   : st.streak_start_failures - 1;
+
+			streak_recovered(a, path, (int)cur.err, s->gen, closed,
+					 s->gen == st.gen ? st.closed_ns : st.streak_start_ns,
+					 "connect");
+			s = NULL;
+		}
+		if (!s && st.open) {
+			struct coalesced_client cl = { .pid = (pid_t)st.last_client.tgid,
+						       .uid = st.last_client.uid };
+
+			memcpy(cl.comm, st.last_client.comm, sizeof(cl.comm) - 1);
+			coalescer_failing(&a->co, path, err_of_index[cur.err], st.gen,
+					  st.streak_start_failures, st.streak_start_ns, &cl);
+		}
+	}
+}
+
+static void report_losses(struct agent *a)
+{
+	uint64_t full = bpf_agent_counter(&a->bpf, SW_CNT_RINGBUF_FULL);
+	uint64_t dropped = a->sinks.jsonl.q.dropped_total;
+
+	if (full > a->ringbuf_full_reported) {
+		json_t *ev = event_new(&a->env, "events_lost", "warning", 0);
+
+		json_object_set_new(ev, "count",
+				    json_integer((json_int_t)(full - a->ringbuf_full_reported)));
+		json_object_set_new(ev, "reason", json_string("ringbuf_full"));
+		json_object_set_new(ev, "note", json_string(
+			"kernel records not queued; counts are kept in the maps and reconciled"));
+		a->ringbuf_full_reported = full;
+		emit(a, ev);
+	}
+	/* report sink overflow only once the consumer reads again */
+	if (dropped > a->sink_dropped_reported && !a->sink_waiting) {
+		json_t *ev = event_new(&a->env, "events_lost", "warning", 0);
+
+		json_object_set_new(ev, "count",
+				    json_integer((json_int_t)(dropped - a->sink_dropped_reported)));
+		json_object_set_new(ev, "reason", json_string("sink_overflow"));
+		a->sink_dropped_reported = dropped;
+		emit(a, ev);
+	}
+}
+
+static void on_tick(struct agent *a)
+{
+	streaks_reconcile(a);
+	coalescer_tick(&a->co, clock_mono_ns(), read_failures, a);
+	report_losses(a);
+}
+
+/* ----- set-up ----- */
+
+static int timer_new(uint64_t interval_ns)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	struct itimerspec its = {
+		.it_interval = { (time_t)(interval_ns / NSEC_PER_SEC),
+				 (long)(interval_ns % NSEC_PER_SEC) },
+		.it_value = { (time_t)(interval_ns / NSEC_PER_SEC),
+			      (long)(interval_ns % NSEC_PER_SEC) },
+	};
+
+	if (fd >= 0)
+		timerfd_settime(fd, 0, &its, NULL);
+	return fd;
+}
+
+static int epoll_watch(int epfd, int fd, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.fd = fd };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void count_listening(struct endpoint *e, void *ctx)
+{
+	if (e->has_listener)
+		(*(size_t *)ctx)++;
+}
+
+static void emit_started(struct agent *a)
+{
+	struct utsname u;
+	json_t *ev = event_new(&a->env, "agent_started", "info", 0);
+	size_t listening = 0;
+
+	uname(&u);
+	ep_foreach(&a->eps, count_listening, &listening);
+	json_object_set_new(ev, "mode", json_string(attach_mode_name(a->bpf.mode)));
+	json_object_set_new(ev, "mode_reason", json_string(a->bpf.mode_reason));
+	json_object_set_new(ev, "kernel", json_string(u.release));
+	json_object_set_new(ev, "watched", json_integer((json_int_t)listening));
+	json_object_set_new(ev, "version", json_string(SOCKWARDEN_VERSION));
+	json_object_set_new(ev, "pid", json_integer(getpid()));
+	if (a->opt->n_watch) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; i < a->opt->n_watch; i++)
+			json_array_append_new(arr, json_string(a->opt->watch[i]));
+		json_object_set_new(ev, "watch", arr);
+	}
+	emit(a, ev);
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG && !log_verbose)
+		return 0;
+	if (!log_verbose)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+int agent_run(const struct agent_options *opt)
+{
+	struct agent a = { .opt = opt, .epfd = -1, .sigfd = -1, .reconcile_tfd = -1,
+			   .tick_tfd = -1 };
+	char err[512];
+	sigset_t mask;
+	int rc, status = SW_EXIT_OK;
+
+	log_verbose = opt->verbose;
+	libbpf_set_print(libbpf_print);
+	event_env_init(&a.env);
+	rc = sinks_open_jsonl(&a.sinks, opt->events, 0);
+	if (rc) {
+		fprintf(stderr, "sockwarden: cannot open --events %s: %s\n", opt->events,
+			strerror(-rc));
+		return SW_EXIT_USAGE;
+	}
+	if (ep_table_init(&a.eps, 4096)) {
+		status = SW_EXIT_ENV;
+		goto cleanup;
+	}
+	coalescer_init(&a.co, opt->window_ns, coalesced_emit, &a);
+	for (size_t i = 0; i < opt->n_watch; i++) {
+		struct endpoint *e = ep_get_or_add(&a.eps, opt->watch[i], NULL);
+
+		if (e)
+			e->origin |= EP_FROM_WATCH;
+	}
+
+	rc = bpf_agent_start(&a.bpf, opt->mode, opt->any_path, on_record, &a, err,
+			     sizeof(err));
+	if (rc) {
+		fprintf(stderr, "sockwarden: %s\n", err);
+		status = SW_EXIT_ENV;
+		goto cleanup;
+	}
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	a.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	a.epfd = epoll_create1(EPOLL_CLOEXEC);
+	a.reconcile_tfd = timer_new(opt->reconcile_ns);
+	a.tick_tfd = timer_new(TICK_NS);
+	if (a.sigfd < 0 || a.epfd < 0 || a.reconcile_tfd < 0 || a.tick_tfd < 0 ||
+	    epoll_watch(a.epfd, ring_buffer__epoll_fd(a.bpf.rb), EPOLLIN) ||
+	    epoll_watch(a.epfd, a.sigfd, EPOLLIN) ||
+	    epoll_watch(a.epfd, a.reconcile_tfd, EPOLLIN) ||
+	    epoll_watch(a.epfd, a.tick_tfd, EPOLLIN)) {
+		fprintf(stderr, "sockwarden: event loop set-up failed: %s\n", strerror(errno));
+		status = SW_EXIT_ENV;
+		goto cleanup;
+	}
+	if (a.sinks.have_jsonl) {
+		/* regular files never block; epoll refuses them, which is fine */
+		struct epoll_event ev = { .events = 0, .data.fd = a.sinks.jsonl.fd };
+
+		epoll_ctl(a.epfd, EPOLL_CTL_ADD, a.sinks.jsonl.fd, &ev);
+	}
+
+	reconcile(&a, true);
+	emit_started(&a);
+
+	while (!a.stopping) {
+		struct epoll_event evs[16];
+		int n;
+
+		if (a.sinks.have_jsonl) {
+			struct epoll_event ev = { .events = a.sink_waiting ? EPOLLOUT : 0,
+						  .data.fd = a.sinks.jsonl.fd };
+
+			epoll_ctl(a.epfd, EPOLL_CTL_MOD, a.sinks.jsonl.fd, &ev);
+		}
+		n = epoll_wait(a.epfd, evs, 16, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+			uint64_t ticks;
+
+			if (fd == ring_buffer__epoll_fd(a.bpf.rb)) {
+				ring_buffer__consume(a.bpf.rb);
+			} else if (fd == a.sigfd) {
+				struct signalfd_siginfo si;
+
+				if (read(a.sigfd, &si, sizeof(si)) == sizeof(si))
+					a.stopping = true;
+			} else if (fd == a.reconcile_tfd) {
+				if (read(fd, &ticks, sizeof(ticks)) > 0)
+					reconcile(&a, false);
+			} else if (fd == a.tick_tfd) {
+				if (read(fd, &ticks, sizeof(ticks)) > 0)
+					on_tick(&a);
+			} else if (a.sinks.have_jsonl && fd == a.sinks.jsonl.fd) {
+				a.sink_waiting = sinks_flush(&a.sinks);
+				if (!a.sink_waiting)
+					report_losses(&a);
+			}
+		}
+	}
+
+	/* a clean stop: drain what the kernel queued, then say goodbye */
+	ring_buffer__consume(a.bpf.rb);
+	{
+		json_t *ev = event_new(&a.env, "agent_stopping", "info", 0);
+
+		json_object_set_new(ev, "mode", json_string(attach_mode_name(a.bpf.mode)));
+		json_object_set_new(ev, "records", json_integer((json_int_t)a.records));
+		json_object_set_new(ev, "events_lost",
+				    json_integer((json_int_t)bpf_agent_counter(
+					    &a.bpf, SW_CNT_RINGBUF_FULL)));
+		emit(&a, ev);
+	}
+	sinks_drain(&a.sinks, 2000);
+
+cleanup:
+	if (a.epfd >= 0)
+		close(a.epfd);
+	if (a.sigfd >= 0)
+		close(a.sigfd);
+	if (a.reconcile_tfd >= 0)
+		close(a.reconcile_tfd);
+	if (a.tick_tfd >= 0)
+		close(a.tick_tfd);
+	if (a.bpf.skel)
+		bpf_agent_stop(&a.bpf);
+	coalescer_free(&a.co);
+	if (a.eps.buckets)
+		ep_table_free(&a.eps);
+	free(a.orphans_reported.v);
+	sinks_close(&a.sinks);
+	return status;
+}

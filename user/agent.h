@@ -1,0 +1,22 @@
+/* The agent (`sockwarden run`): the event loop that ties the components. */
+#ifndef SW_AGENT_H
+#define SW_AGENT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bpf_attach.h"
+
+struct agent_options {
+	char **watch;        /* --watch PATH (repeatable); none = host-wide */
+	size_t n_watch;
+	const char *events;  /* --events FILE, "-" = stdout */
+	enum attach_mode mode;
+	uint64_t window_ns;  /* --window */
+	uint64_t reconcile_ns; /* --reconcile */
+	bool any_path;
+	bool verbose;
+};
+
+int agent_run(const struct agent_options *opt);
+#endif

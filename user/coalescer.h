@@ -1,0 +1,87 @@
+/*
+ * Coalescing of connect failures per (path, errno) (DESIGN §2 "Coalescing").
+ *
+ * The kernel counts every failure; this unit turns the counts into a few
+ * events: connect_failing at a streak's first failure, connect_still_failing
+ * once per window while it lasts, connect_recovered at its first success. It
+ * never reads a clock: every call takes the time, so tests drive it directly.
+ */
+#ifndef SW_COALESCER_H
+#define SW_COALESCER_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define COALESCER_TOP_CLIENTS 5
+
+struct coalesced_client {
+	pid_t pid;
+	uid_t uid;
+	char comm[16];
+	uint64_t failures;
+};
+
+enum coalesced_kind {
+	COALESCED_FAILING,
+	COALESCED_STILL_FAILING,
+	COALESCED_RECOVERED,
+};
+
+struct coalesced_event {
+	enum coalesced_kind kind;
+	const char *path;
+	int err;                   /* errno value */
+	uint64_t mono_ns;          /* when it happened */
+	uint64_t failures;         /* still_failing: failures in this window */
+	uint64_t streak_duration_ms;
+	uint64_t total_failures;   /* recovered: failures of the whole streak */
+	uint64_t swallowed_failures; /* recovered: failures not reported one by one */
+	const char *how;           /* recovered: "connect" or the heal that ended it */
+	struct coalesced_client first_client; /* failing */
+	const struct coalesced_client *clients; /* recovered: top clients */
+	size_t n_clients;
+};
+
+typedef void (*coalescer_emit_fn)(const struct coalesced_event *ev, void *ctx);
+
+struct streak {
+	char *path;
+	int err;
+	uint32_t gen;
+	uint64_t start_ns;
+	uint64_t start_failures;  /* kernel counter value at the first failure */
+	uint64_t window_start_ns;
+	uint64_t window_base;     /* kernel counter value before the window's first failure */
+	struct streak *next;
+};
+
+struct coalescer {
+	uint64_t window_ns;
+	coalescer_emit_fn emit;
+	void *ctx;
+	struct streak *open;
+	size_t n_open;
+};
+
+void coalescer_init(struct coalescer *c, uint64_t window_ns, coalescer_emit_fn emit,
+		    void *ctx);
+void coalescer_free(struct coalescer *c);
+/* A streak began (kernel record or map scan). Ignored if already known. */
+void coalescer_failing(struct coalescer *c, const char *path, int err, uint32_t gen,
+		       uint64_t start_failures, uint64_t start_ns,
+		       const struct coalesced_client *first_client);
+/* The streak of generation `gen` ended with the counter at closed_failures. */
+void coalescer_recovered(struct coalescer *c, const char *path, int err,
+			 uint32_t gen, uint64_t closed_failures, uint64_t now_ns,
+			 const char *how, const struct coalesced_client *clients,
+			 size_t n_clients);
+/* Window ends: `failures_now` reads the kernel counter of a streak. */
+typedef bool (*coalescer_read_fn)(const char *path, int err, uint64_t *failures,
+				  void *ctx);
+void coalescer_tick(struct coalescer *c, uint64_t now_ns, coalescer_read_fn read,
+		    void *read_ctx);
+struct streak *coalescer_find(struct coalescer *c, const char *path, int err);
+/* The earliest time a window ends, or UINT64_MAX with no streak open. */
+uint64_t coalescer_next_deadline(const struct coalescer *c);
+#endif

@@ -1,0 +1,360 @@
+#include "discovery.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "paths.h"
+
+uint64_t kdev_to_dev(uint32_t kdev)
+{
+	return makedev(kdev >> 20, kdev & 0xfffff);
+}
+
+static int diag_open(void)
+{
+	return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+}
+
+static int diag_send(int fd, uint32_t states, uint64_t ino, bool dump)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct unix_diag_req req;
+	} msg = {
+		.nlh = {
+			.nlmsg_len = sizeof(msg),
+			.nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			.nlmsg_flags = NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0),
+			.nlmsg_seq = 1,
+		},
+		.req = {
+			.sdiag_family = AF_UNIX,
+			.udiag_states = states,
+			.udiag_ino = (uint32_t)ino,
+			.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN,
+			/* no cookie: match by inode alone */
+			.udiag_cookie = { ~0U, ~0U },
+		},
+	};
+	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+
+	if (sendto(fd, &msg, sizeof(msg), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0)
+		return -errno;
+	return 0;
+}
+
+static void diag_parse(const struct unix_diag_msg *m, size_t len,
+		       struct unix_listener *l)
+{
+	const struct rtattr *a = (const struct rtattr *)(m + 1);
+	size_t rem = len - NLMSG_ALIGN(sizeof(*m));
+
+	memset(l, 0, sizeof(*l));
+	l->sock_ino = m->udiag_ino;
+	l->type = m->udiag_type;
+	l->state = m->udiag_state;
+	for (; RTA_OK(a, rem); a = RTA_NEXT(a, rem)) {
+		size_t plen = RTA_PAYLOAD(a);
+
+		switch (a->rta_type) {
+		case UNIX_DIAG_NAME:
+			if (plen > sizeof(l->name))
+				plen = sizeof(l->name);
+			memcpy(l->name, RTA_DATA(a), plen);
+			l->name_len = (uint16_t)plen;
+			break;
+		case UNIX_DIAG_VFS: {
+			const struct unix_diag_vfs *v = RTA_DATA(a);
+
+			l->vfs_ino = v->udiag_vfs_ino;
+			l->vfs_dev = kdev_to_dev(v->udiag_vfs_dev);
+			break;
+		}
+		case UNIX_DIAG_RQLEN: {
+			const struct unix_diag_rqlen *r = RTA_DATA(a);
+
+			l->backlog = r->udiag_rqueue;
+			l->max_backlog = r->udiag_wqueue;
+			break;
+		}
+		}
+	}
+}
+
+static int listener_list_add(struct listener_list *out, const struct unix_listener *l)
+{
+	if (out->n == out->cap) {
+		size_t cap = out->cap ? out->cap * 2 : 64;
+		void *nv = realloc(out->v, cap * sizeof(*out->v));
+
+		if (!nv)
+			return -ENOMEM;
+		out->v = nv;
+		out->cap = cap;
+	}
+	out->v[out->n++] = *l;
+	return 0;
+}
+
+/* Reads replies until NLMSG_DONE (dump) or the first message (exact). */
+static int diag_recv(int fd, struct listener_list *out, bool dump)
+{
+	static char buf[32768] __attribute__((aligned(8)));
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
+		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == NLMSG_DONE)
+				return 0;
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+
+				return e->error ? e->error : 0;
+			}
+			if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+				struct unix_listener l;
+				int err;
+
+				diag_parse(NLMSG_DATA(h), h->nlmsg_len - NLMSG_HDRLEN, &l);
+				err = listener_list_add(out, &l);
+				if (err)
+					return err;
+				if (!dump)
+					return 0;
+			}
+		}
+	}
+}
+
+int discovery_dump(struct listener_list *out, uint32_t states)
+{
+	int fd = diag_open(), err;
+
+	if (fd < 0)
+		return -errno;
+	err = diag_send(fd, states, 0, true);
+	if (!err)
+		err = diag_recv(fd, out, true);
+	close(fd);
+	return err;
+}
+
+int discovery_get(uint64_t sock_ino, struct unix_listener *out)
+{
+	struct listener_list l = {0};
+	int fd = diag_open(), err;
+
+	if (fd < 0)
+		return -errno;
+	err = diag_send(fd, ~0U, sock_ino, false);
+	if (!err)
+		err = diag_recv(fd, &l, false);
+	close(fd);
+	if (!err && l.n == 0)
+		err = -ENOENT;
+	if (!err)
+		*out = l.v[0];
+	listener_list_free(&l);
+	return err;
+}
+
+void listener_list_free(struct listener_list *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+bool owner_read(pid_t pid, struct owner *o)
+{
+	char p[64], line[256];
+	FILE *f;
+	ssize_t n;
+	bool ok = false;
+
+	memset(o, 0, sizeof(*o));
+	o->pid = pid;
+	snprintf(p, sizeof(p), "/proc/%d/status", pid);
+	f = fopen(p, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Name:\t", 6) == 0) {
+			size_t n = strcspn(line + 6, "\n");
+
+			if (n >= sizeof(o->comm))
+				n = sizeof(o->comm) - 1;
+			memcpy(o->comm, line + 6, n);
+			o->comm[n] = 0;
+		} else if (strncmp(line, "Uid:\t", 5) == 0) {
+			o->uid = (uid_t)strtoul(line + 5, NULL, 10);
+			ok = true;
+		}
+	}
+	fclose(f);
+	snprintf(p, sizeof(p), "/proc/%d/exe", pid);
+	n = readlink(p, o->exe, sizeof(o->exe) - 1);
+	o->exe[n > 0 ? n : 0] = 0;
+	return ok;
+}
+
+uint64_t fd_socket_inode(pid_t pid, int fd)
+{
+	char p[64], link[64];
+	ssize_t n;
+	unsigned long long ino;
+
+	snprintf(p, sizeof(p), "/proc/%d/fd/%d", pid, fd);
+	n = readlink(p, link, sizeof(link) - 1);
+	if (n <= 0)
+		return 0;
+	link[n] = 0;
+	if (sscanf(link, "socket:[%llu]", &ino) != 1)
+		return 0;
+	return ino;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *pe;
+
+	if (!proc)
+		return -errno;
+	while ((pe = readdir(proc))) {
+		char fddir[64];
+		DIR *fds;
+		struct dirent *fe;
+		pid_t pid;
+		struct owner o;
+		bool have_owner = false;
+		uint64_t last = 0;
+
+		if (pe->d_name[0] < '1' || pe->d_name[0] > '9')
+			continue;
+		pid = (pid_t)atoi(pe->d_name);
+		snprintf(fddir, sizeof(fddir), "/proc/%d/fd", pid);
+		fds = opendir(fddir);
+		if (!fds)
+			continue;
+		while ((fe = readdir(fds))) {
+			char link[64], lp[320];
+			unsigned long long ino;
+			ssize_t n;
+
+			if (fe->d_name[0] == '.')
+				continue;
+			snprintf(lp, sizeof(lp), "%s/%s", fddir, fe->d_name);
+			n = readlink(lp, link, sizeof(link) - 1);
+			if (n <= 8 || strncmp(link, "socket:[", 8) != 0)
+				continue;
+			link[n] = 0;
+			if (sscanf(link, "socket:[%llu]", &ino) != 1)
+				continue;
+			if (!bsearch(&(uint64_t){ino}, inos, n_inos, sizeof(*inos), cmp_u64))
+				continue;
+			if (ino == last)
+				continue; /* dup'ed fds of one socket count once */
+			if (!have_owner) {
+				if (!owner_read(pid, &o))
+					break;
+				have_owner = true;
+			}
+			bool dup = false;
+			for (size_t i = 0; i < out->n; i++)
+				if (out->v[i].sock_ino == ino && out->v[i].o.pid == pid)
+					dup = true;
+			if (dup)
+				continue;
+			last = ino;
+			if (out->n == out->cap) {
+				size_t cap = out->cap ? out->cap * 2 : 64;
+				void *nv = realloc(out->v, cap * sizeof(*out->v));
+
+				if (!nv)
+					break;
+				out->v = nv;
+				out->cap = cap;
+			}
+			out->v[out->n].sock_ino = ino;
+			out->v[out->n].o = o;
+			out->n++;
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+	return 0;
+}
+
+void owner_map_free(struct owner_map *m)
+{
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}
+
+bool proc_cwd(pid_t pid, char *out, size_t outlen)
+{
+	char p[64];
+	ssize_t n;
+
+	snprintf(p, sizeof(p), "/proc/%d/cwd", pid);
+	n = readlink(p, out, outlen - 1);
+	if (n <= 0)
+		return false;
+	out[n] = 0;
+	return true;
+}
+
+bool listener_abs_path(const struct unix_listener *l, pid_t owner, char *out,
+		       size_t outlen)
+{
+	char name[sizeof(l->name) + 1], cwd[SW_PATH_MAX];
+	size_t n = l->name_len;
+
+	if (n == 0 || l->name[0] == 0)
+		return false; /* unbound or abstract */
+	memcpy(name, l->name, n);
+	name[n] = 0;
+	n = strnlen(name, n);
+	name[n] = 0;
+	if (name[0] == '/')
+		return path_normalize(name, out, outlen);
+	if (owner <= 0 || !proc_cwd(owner, cwd, sizeof(cwd)))
+		return false;
+	return path_join(cwd, name, out, outlen);
+}
+
+bool listener_path_matches(const struct unix_listener *l, const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+		return false;
+	return st.st_ino == l->vfs_ino && st.st_dev == l->vfs_dev;
+}

@@ -1,0 +1,69 @@
+/*
+ * Discovery: the listening AF_UNIX sockets of the host, from NETLINK_SOCK_DIAG
+ * (UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN), and the processes that
+ * hold them, from /proc/<pid>/fd.
+ */
+#ifndef SW_DISCOVERY_H
+#define SW_DISCOVERY_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct unix_listener {
+	uint64_t sock_ino;  /* sockfs inode: /proc/<pid>/fd -> socket:[sock_ino] */
+	uint64_t vfs_dev;   /* userspace dev_t of the socket file's filesystem */
+	uint64_t vfs_ino;   /* inode of the socket file; 0 when unbound/abstract */
+	uint32_t backlog;   /* connections waiting to be accepted */
+	uint32_t max_backlog;
+	uint8_t type;       /* SOCK_STREAM / SOCK_SEQPACKET */
+	uint8_t state;
+	uint16_t name_len;  /* bytes of name; abstract names start with NUL */
+	char name[108];
+};
+
+struct listener_list {
+	struct unix_listener *v;
+	size_t n, cap;
+};
+
+struct owner {
+	pid_t pid;
+	uid_t uid;
+	char comm[16];
+	char exe[256];
+};
+
+/* All AF_UNIX sockets in the given TCP-like states (1 << 10 = LISTEN). */
+int discovery_dump(struct listener_list *out, uint32_t states);
+/* One socket by its sockfs inode; -ENOENT when it is gone. */
+int discovery_get(uint64_t sock_ino, struct unix_listener *out);
+void listener_list_free(struct listener_list *l);
+
+/* owners: sock_ino -> processes holding it */
+struct owner_entry {
+	uint64_t sock_ino;
+	struct owner o;
+};
+struct owner_map {
+	struct owner_entry *v;
+	size_t n, cap;
+};
+/* Scans /proc/<pid>/fd for sockets whose inode is in `inos` (sorted). */
+int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out);
+void owner_map_free(struct owner_map *m);
+/* Fills comm, uid and exe of pid; false when the process is gone. */
+bool owner_read(pid_t pid, struct owner *o);
+/* The sockfs inode behind /proc/<pid>/fd/<fd>, or 0. */
+uint64_t fd_socket_inode(pid_t pid, int fd);
+/* Reads /proc/<pid>/cwd into out. */
+bool proc_cwd(pid_t pid, char *out, size_t outlen);
+/* kernel s_dev encoding (major << 20 | minor) to a userspace dev_t */
+uint64_t kdev_to_dev(uint32_t kdev);
+/* Resolves a listener's bound name to an absolute path: absolute names as they
+ * are; relative ones against an owner's cwd. */
+bool listener_abs_path(const struct unix_listener *l, pid_t owner, char *out,
+		       size_t outlen);
+/* Whether path currently resolves to this listener's socket file. */
+bool listener_path_matches(const struct unix_listener *l, const char *path);
+#endif

@@ -1,0 +1,195 @@
+/* The `sockwarden` command line (DESIGN §3). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "clock.h"
+#include "exitcodes.h"
+#include "paths.h"
+#include "probe.h"
+
+static const char usage_text[] =
+	"Usage: sockwarden COMMAND [OPTIONS]\n"
+	"Watch, heal and report on Unix-domain socket listeners.\n"
+	"\n"
+	"Commands:\n"
+	"  run [OPTIONS]         run the agent in the foreground\n"
+	"  probe PATH [--json]   diagnose one socket path (no BPF needed)\n"
+	"  doctor [--json]       diagnose every Unix socket on the host\n"
+	"\n"
+	"Options of run:\n"
+	"  --watch PATH          watch only PATH (repeatable; default: every listener)\n"
+	"  --events FILE         append JSON Lines events to FILE (- = stdout, default)\n"
+	"  --mode MODE           auto | fentry | tracepoint (default auto)\n"
+	"  --window SECONDS      connect-failure coalescing window (default 30)\n"
+	"  --reconcile SECONDS   reconcile scan interval (default 10)\n"
+	"  --any-path            report connect failures on every path, not only known ones\n"
+	"  -v, --verbose         debug messages and libbpf's own messages on stderr\n"
+	"\n"
+	"  -h, --help            show this help and exit\n"
+	"  -V, --version         show the version and exit\n"
+	"\n"
+	"Exit status: 0 success (healthy), 1 unhealthy (probe, doctor), 2 usage error,\n"
+	"3 environment (no BPF, no privilege, missing kernel feature).\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "sockwarden: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'sockwarden --help' for more information.\n");
+	return SW_EXIT_USAGE;
+}
+
+static bool parse_seconds(const char *s, uint64_t *ns)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || v <= 0 || v > 86400)
+		return false;
+	*ns = (uint64_t)(v * (double)NSEC_PER_SEC);
+	return true;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "watch", required_argument, NULL, 'w' },
+		{ "events", required_argument, NULL, 'e' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "window", required_argument, NULL, 'W' },
+		{ "reconcile", required_argument, NULL, 'r' },
+		{ "any-path", no_argument, NULL, 'a' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct agent_options o = {
+		.events = "-",
+		.mode = MODE_AUTO,
+		.window_ns = 30 * NSEC_PER_SEC,
+		.reconcile_ns = 10 * NSEC_PER_SEC,
+	};
+	char cwd[SW_PATH_MAX];
+	int c, rc;
+
+	o.watch = calloc((size_t)argc, sizeof(*o.watch));
+	if (!o.watch || !getcwd(cwd, sizeof(cwd)))
+		return SW_EXIT_ENV;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'w': {
+			char norm[SW_PATH_MAX];
+
+			if (!path_join(cwd, optarg, norm, sizeof(norm)))
+				return usage_error("--watch %s: cannot make it absolute", optarg);
+			if (!path_fits_sun_path(norm))
+				return usage_error("--watch %s: longer than the 107 bytes a "
+						   "socket path can hold", optarg);
+			o.watch[o.n_watch++] = strdup(norm);
+			break;
+		}
+		case 'e':
+			o.events = optarg;
+			break;
+		case 'm':
+			if (attach_mode_parse(optarg, &o.mode))
+				return usage_error("--mode %s: expected auto, fentry or tracepoint",
+						   optarg);
+			break;
+		case 'W':
+			if (!parse_seconds(optarg, &o.window_ns))
+				return usage_error("--window %s: expected seconds > 0", optarg);
+			break;
+		case 'r':
+			if (!parse_seconds(optarg, &o.reconcile_ns))
+				return usage_error("--reconcile %s: expected seconds > 0", optarg);
+			break;
+		case 'a':
+			o.any_path = true;
+			break;
+		case 'v':
+			o.verbose = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return SW_EXIT_OK;
+		default:
+			return SW_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return usage_error("run: unexpected argument '%s'", argv[optind]);
+	rc = agent_run(&o);
+	for (size_t i = 0; i < o.n_watch; i++)
+		free(o.watch[i]);
+	free(o.watch);
+	return rc;
+}
+
+static int cmd_probe_doctor(int argc, char **argv, bool probe)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	bool json = false;
+	int c, timeout_ms = 1000;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 't':
+			timeout_ms = atoi(optarg);
+			if (timeout_ms <= 0)
+				return usage_error("--timeout %s: expected milliseconds > 0", optarg);
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return SW_EXIT_OK;
+		default:
+			return SW_EXIT_USAGE;
+		}
+	}
+	if (probe) {
+		if (optind != argc - 1)
+			return usage_error("%s", "probe takes exactly one PATH");
+		return probe_main(argv[optind], json, timeout_ms);
+	}
+	if (optind != argc)
+		return usage_error("doctor: unexpected argument '%s'", argv[optind]);
+	return doctor_main(json);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("%s", "missing command");
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(usage_text, stdout);
+		return SW_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+		printf("sockwarden %s\n", SOCKWARDEN_VERSION);
+		return SW_EXIT_OK;
+	}
+	if (strcmp(argv[1], "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "probe") == 0)
+		return cmd_probe_doctor(argc - 1, argv + 1, true);
+	if (strcmp(argv[1], "doctor") == 0)
+		return cmd_probe_doctor(argc - 1, argv + 1, false);
+	return usage_error("unknown command '%s'", argv[1]);
+}

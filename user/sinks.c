@@ -1,0 +1,154 @@
+#include "sinks.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+void line_queue_init(struct line_queue *q, size_t max)
+{
+	memset(q, 0, sizeof(*q));
+	q->max = max;
+}
+
+bool line_queue_push(struct line_queue *q, const char *line, size_t len)
+{
+	size_t used = q->len - q->off;
+
+	if (used + len > q->max) {
+		q->dropped++;
+		q->dropped_total++;
+		return false;
+	}
+	if (q->off && q->len + len > q->cap) {
+		memmove(q->buf, q->buf + q->off, used);
+		q->len = used;
+		q->off = 0;
+	}
+	if (q->len + len > q->cap) {
+		size_t cap = q->cap ? q->cap : 4096;
+		char *nb;
+
+		while (cap < q->len + len)
+			cap *= 2;
+		nb = realloc(q->buf, cap);
+		if (!nb) {
+			q->dropped++;
+			q->dropped_total++;
+			return false;
+		}
+		q->buf = nb;
+		q->cap = cap;
+	}
+	memcpy(q->buf + q->len, line, len);
+	q->len += len;
+	return true;
+}
+
+long line_queue_flush(struct line_queue *q, int fd)
+{
+	while (q->off < q->len) {
+		ssize_t n = write(fd, q->buf + q->off, q->len - q->off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			return -1;
+		}
+		q->off += (size_t)n;
+	}
+	if (q->off == q->len)
+		q->off = q->len = 0;
+	return (long)(q->len - q->off);
+}
+
+void line_queue_free(struct line_queue *q)
+{
+	free(q->buf);
+	memset(q, 0, sizeof(*q));
+}
+
+int sinks_open_jsonl(struct sinks *s, const char *path, size_t queue_max)
+{
+	int fd, fl;
+
+	if (!path || strcmp(path, "-") == 0) {
+		fd = STDOUT_FILENO;
+		s->jsonl.owns_fd = false;
+	} else {
+		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0)
+			return -errno;
+		s->jsonl.owns_fd = true;
+	}
+	/* A pipe whose reader stalls must never block detection or healing. */
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	s->jsonl.fd = fd;
+	line_queue_init(&s->jsonl.q, queue_max ? queue_max : SINK_QUEUE_MAX_DEFAULT);
+	s->have_jsonl = true;
+	return 0;
+}
+
+void sinks_emit(struct sinks *s, json_t *ev)
+{
+	s->emitted_total++;
+	if (s->have_jsonl) {
+		char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+		if (line) {
+			size_t n = strlen(line);
+
+			line[n] = '\n';
+			line_queue_push(&s->jsonl.q, line, n + 1);
+			free(line);
+		}
+	}
+}
+
+bool sinks_flush(struct sinks *s)
+{
+	if (!s->have_jsonl || s->jsonl.broken)
+		return false;
+	if (line_queue_flush(&s->jsonl.q, s->jsonl.fd) < 0) {
+		s->jsonl.broken = true;
+		return false;
+	}
+	return s->jsonl.q.len > s->jsonl.q.off;
+}
+
+void sinks_drain(struct sinks *s, int timeout_ms)
+{
+	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_ms * NSEC_PER_MSEC;
+
+	while (sinks_flush(s)) {
+		struct pollfd p = { .fd = s->jsonl.fd, .events = POLLOUT };
+		uint64_t now = clock_mono_ns();
+
+		if (now >= deadline)
+			break;
+		poll(&p, 1, (int)((deadline - now) / NSEC_PER_MSEC) + 1);
+	}
+}
+
+int sinks_pending_fd(struct sinks *s)
+{
+	return s->have_jsonl ? s->jsonl.fd : -1;
+}
+
+void sinks_close(struct sinks *s)
+{
+	if (s->have_jsonl) {
+		if (s->jsonl.owns_fd)
+			close(s->jsonl.fd);
+		line_queue_free(&s->jsonl.q);
+		s->have_jsonl = false;
+	}
+}
