@@ -33,6 +33,12 @@
 
 /* Report failures on every AF_UNIX path, not only watched ones (--any-path). */
 const volatile bool any_path = false;
+/*
+ * Host-wide mode: a new listener's name and inode join the unlink filters in
+ * the kernel at listen() time, so an unlink racing the agent's own bookkeeping
+ * is still seen. With --watch the agent pre-loads the names it watches.
+ */
+const volatile bool watch_all = false;
 
 /*
  * ----- Maps: every map the programs use, in one place. -----
@@ -796,6 +802,67 @@ int tp__enter_listen(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
+/* FNV-1a of the last component of a path held in kernel (map) memory. */
+static __always_inline __u64 path__last_component_hash(const struct sw_path_key *k)
+{
+	__u64 h = FNV_BASIS, last = 0;
+	bool in_component = false;
+
+	for (int i = 0; i < SW_SUN_PATH_LEN; i++) {
+		char c = k->path[i];
+
+		if (c == 0)
+			break;
+		if (c == '/') {
+			if (in_component)
+				last = h;
+			h = FNV_BASIS;
+			in_component = false;
+			continue;
+		}
+		h = (h ^ (__u8)c) * FNV_PRIME;
+		in_component = true;
+	}
+	return in_component ? h : last;
+}
+
+/* The socket file's identity behind a listening fd of the current task. */
+static __always_inline void file_id__from_socket_fd(struct sw_file_id *id, int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	struct socket *sock;
+	struct unix_sock *u;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	if (!f)
+		return;
+	sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return;
+	u = (struct unix_sock *)BPF_CORE_READ(sock, sk);
+	if (!u)
+		return;
+	file_id__from_dentry(id, BPF_CORE_READ(u, path.dentry));
+}
+
+static __always_inline void listener__watch(const struct sw_path_key *path, int fd)
+{
+	__u32 flags = SW_WATCH_SOCKET;
+	struct sw_file_id id = {};
+	__u64 h = path__last_component_hash(path);
+
+	if (h)
+		bpf_map_update_elem(&watched_names, &h, &flags, BPF_NOEXIST);
+	file_id__from_socket_fd(&id, fd);
+	if (id.ino)
+		bpf_map_update_elem(&watched_inodes, &id, &flags, BPF_NOEXIST);
+}
+
 SEC("tracepoint/syscalls/sys_exit_listen")
 int tp__exit_listen(struct trace_event_raw_sys_exit *ctx)
 {
@@ -812,6 +879,8 @@ int tp__exit_listen(struct trace_event_raw_sys_exit *ctx)
 	bk.fd = in->fd;
 	path = bpf_map_lookup_elem(&bound_fds, &bk);
 	if (ctx->ret == 0 && path) {
+		if (watch_all)
+			listener__watch(path, bk.fd);
 		r = record__reserve(sizeof(*r), SW_REC_LISTEN);
 		if (r) {
 			r->fd = bk.fd;

@@ -487,10 +487,17 @@ static void on_listen(struct agent *a, const struct sw_rec_bind *r)
 		log_debug("listener on %s closed before it could be looked at", path);
 		return;
 	}
-	if (!listener_path_matches(&l, path))
-		return;
 	e = ep_get_or_add(&a->eps, path, NULL);
 	if (!e)
+		return;
+	/*
+	 * The path may already be gone: the record is read after the fact, and
+	 * an unlink racing it is exactly what the agent is for. The listener was
+	 * bound there at listen() time, so it stands for the path unless a live
+	 * listener holds the path now.
+	 */
+	if (!listener_path_matches(&l, path) && e->has_listener &&
+	    e->l.sock_ino != l.sock_ino && listener_path_matches(&e->l, path))
 		return;
 	e->origin |= EP_FROM_BIND;
 	if (!owner_read((pid_t)r->hdr.proc.tgid, &o))
@@ -626,11 +633,24 @@ static void streak_recovered(struct agent *a, const char *path, int err_index,
 static void on_connect_ok(struct agent *a, const struct sw_rec_connect *r)
 {
 	char path[SW_SUN_PATH_LEN + 1];
+	struct sw_connect_stat st;
+	struct streak *s;
 	int err_index = (int)r->key.err;
 
 	if (err_index < 0 || err_index >= SW_ERR_MAX)
 		return;
 	path_of_key(&r->key.path, path);
+	s = coalescer_find(&a->co, path, err_of_index[err_index]);
+	if ((!s || s->gen != r->gen) &&
+	    bpf_agent_connect_stat(&a->bpf, path, err_index, &st) == 0 && st.gen == r->gen) {
+		/* the streak's opening record was lost; the map still has its start */
+		struct coalesced_client cl = { .pid = (pid_t)st.last_client.tgid,
+					       .uid = st.last_client.uid };
+
+		memcpy(cl.comm, st.last_client.comm, sizeof(cl.comm) - 1);
+		coalescer_failing(&a->co, path, err_of_index[err_index], st.gen,
+				  st.streak_start_failures, st.streak_start_ns, &cl);
+	}
 	streak_recovered(a, path, err_index, r->gen, r->count, r->hdr.ts_ns, "connect");
 }
 
@@ -854,7 +874,8 @@ int agent_run(const struct agent_options *opt)
 			e->origin |= EP_FROM_WATCH;
 	}
 
-	rc = bpf_agent_start(&a.bpf, opt->mode, opt->any_path, on_record, &a, err,
+	rc = bpf_agent_start(&a.bpf, opt->mode, opt->any_path, opt->n_watch == 0,
+			     on_record, &a, err,
 			     sizeof(err));
 	if (rc) {
 		fprintf(stderr, "sockwarden: %s\n", err);
@@ -887,6 +908,7 @@ int agent_run(const struct agent_options *opt)
 		epoll_ctl(a.epfd, EPOLL_CTL_ADD, a.sinks.jsonl.fd, &ev);
 	}
 
+	bpf_agent_sync(&a.bpf, &a.eps); /* --watch names, before the first scan */
 	reconcile(&a, true);
 	emit_started(&a);
 

@@ -168,7 +168,7 @@ static void programs_select(struct sockwarden_bpf *s, enum attach_mode mode)
 }
 
 int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
-		    ring_buffer_sample_fn on_record, void *ctx, char *err,
+		    bool watch_all, ring_buffer_sample_fn on_record, void *ctx, char *err,
 		    size_t errlen)
 {
 	char why[200];
@@ -205,6 +205,7 @@ int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
 		return rc;
 	}
 	a->skel->rodata->any_path = any_path;
+	a->skel->rodata->watch_all = watch_all;
 	programs_select(a->skel, a->mode);
 	rc = sockwarden_bpf__load(a->skel);
 	if (rc) {
@@ -317,7 +318,8 @@ static void sync_visit(struct endpoint *e, void *ctx)
 			b->n_paths++;
 		}
 	}
-	if (!e->has_listener)
+	/* --watch paths are filtered by name before any listener is known */
+	if (!e->has_listener && !(e->origin & EP_FROM_WATCH))
 		return;
 	/* every component: the socket's own name and its directories' names */
 	for (const char *s = p + 1; *s;) {
@@ -329,6 +331,8 @@ static void sync_visit(struct endpoint *e, void *ctx)
 		while (*s == '/')
 			s++;
 	}
+	if (!e->has_listener)
+		return;
 	add_inode(b, e->l.vfs_dev, e->l.vfs_ino);
 	for (size_t i = 1; i < e->n_dirs; i++)
 		add_inode(b, e->dirs[i].dev, e->dirs[i].ino);

@@ -47,7 +47,7 @@ int bpf_check_environment(char *why, size_t whylen);
 /* Whether fentry programs can load and attach here (reason filled either way). */
 bool bpf_fentry_usable(char *why, size_t whylen);
 int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
-		    ring_buffer_sample_fn on_record, void *ctx, char *err,
+		    bool watch_all, ring_buffer_sample_fn on_record, void *ctx, char *err,
 		    size_t errlen);
 void bpf_agent_stop(struct bpf_agent *a);
 /* Brings watched_names, watched_inodes and watched_paths in line with t. */

@@ -1,0 +1,210 @@
+"""Integration-test harness: runs the real agent binary against real sockets.
+
+Tests are plain functions registered with @test. Each gets a fresh scratch
+directory. Waiting is always for a condition with a deadline, never a bare
+sleep; "nothing happened" is proven with a marker: a second, positive action
+whose event must arrive after any event the first action could have caused.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENT = os.path.join(ROOT, "build", "sockwarden")
+IN_CI = os.environ.get("CI") == "true"
+
+TESTS = []
+
+
+class Skip(Exception):
+    pass
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def wait_until(pred, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.01)
+
+
+class Agent:
+    """The real agent, events to a file the test reads."""
+
+    def __init__(self, scratch, *args, env=None):
+        self.events_path = os.path.join(scratch, "events.jsonl")
+        self.stderr_path = os.path.join(scratch, "agent.stderr")
+        # a fresh file: an earlier agent's events must not satisfy this one's waits
+        for p in (self.events_path, self.stderr_path):
+            if os.path.exists(p):
+                os.unlink(p)
+        self.args = [AGENT, "run", "--events", self.events_path] + list(args)
+        self.stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr, env=env)
+        self._offset = 0
+        self._buf = b""
+        self.events = []
+        try:
+            self.wait_event("agent_started", timeout=20)
+        except AssertionError:
+            self.stop()
+            raise AssertionError("agent did not start: " + self.stderr_text())
+
+    def stderr_text(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def poll(self):
+        try:
+            with open(self.events_path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.events
+        self._offset += len(data)
+        self._buf += data
+        while b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            self.events.append(json.loads(line))
+        return self.events
+
+    def find(self, name=None, **fields):
+        out = []
+        for e in self.poll():
+            if name and e.get("event") != name:
+                continue
+            if all(e.get(k) == v for k, v in fields.items()):
+                out.append(e)
+        return out
+
+    def wait_event(self, name, timeout=10.0, **fields):
+        def pred():
+            if self.proc.poll() is not None:
+                raise AssertionError("agent exited with %s: %s" %
+                                     (self.proc.returncode, self.stderr_text()))
+            found = self.find(name, **fields)
+            return found[0] if found else None
+        return wait_until(pred, timeout, "%s %s" % (name, fields))
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+        self.poll()
+        return self.proc.returncode
+
+
+SERVER_PY = r"""
+import os, socket, sys, time, signal
+path = sys.argv[1]
+backlog = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+accept = len(sys.argv) <= 3 or sys.argv[3] != "noaccept"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(backlog)
+print("ready", flush=True)
+conns = []
+while True:
+    if not accept:
+        time.sleep(3600)
+    c, _ = s.accept()
+    conns.append(c)
+"""
+
+
+class Server:
+    """A listener in its own process that knows nothing of sockwarden."""
+
+    def __init__(self, path, backlog=16, accept=True, cwd=None):
+        args = [sys.executable, "-c", SERVER_PY, path, str(backlog)]
+        if not accept:
+            args.append("noaccept")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=cwd)
+        line = self.proc.stdout.readline()
+        assert line.strip() == b"ready", "server did not start"
+        self.pid = self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_py(code, *args, cwd=None):
+    """Runs code in a new python process; returns (pid, stdout)."""
+    p = subprocess.Popen([sys.executable, "-c", code] + list(args), cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, "helper failed: %s" % err.decode()
+    return p.pid, out.decode()
+
+
+def connect_errno(path, typ=socket.SOCK_STREAM, nonblock=False):
+    s = socket.socket(socket.AF_UNIX, typ)
+    if nonblock:
+        s.setblocking(False)
+    try:
+        s.connect(path)
+        return 0
+    except OSError as e:
+        return e.errno
+    finally:
+        s.close()
+
+
+def main():
+    only = sys.argv[1:]
+    passed = failed = skipped = 0
+    if os.geteuid() != 0:
+        msg = "integration tests need root (BPF)"
+        if IN_CI:
+            print("FAIL: " + msg)
+            print("0 passed, 1 failed")
+            return 1
+        print("SKIP: " + msg)
+        print("0 passed, 0 failed, %d skipped" % len(TESTS))
+        return 0
+    for fn in TESTS:
+        if only and fn.__name__ not in only:
+            continue
+        scratch = tempfile.mkdtemp(prefix="sw-" + fn.__name__[:20] + "-")
+        t0 = time.monotonic()
+        try:
+            fn(scratch)
+            passed += 1
+            print("PASS %-50s %.2fs" % (fn.__name__, time.monotonic() - t0), flush=True)
+        except Skip as e:
+            if IN_CI:
+                failed += 1
+                print("FAIL %-50s skipped in CI: %s" % (fn.__name__, e), flush=True)
+            else:
+                skipped += 1
+                print("SKIP %-50s %s" % (fn.__name__, e), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %-50s" % fn.__name__, flush=True)
+            traceback.print_exc()
+        finally:
+            subprocess.run(["rm", "-rf", scratch])
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    return 1 if failed else 0
