@@ -68,7 +68,7 @@ deps:
 $(OUTPUT) $(OUTPUT)/user $(OUTPUT)/lib $(OUTPUT)/tests:
 	$(Q)mkdir -p $@
 
-$(OUTPUT)/sockwarden.bpf.o: bpf/sockwarden.bpf.c bpf/sockwarden.h | $(OUTPUT)
+$(OUTPUT)/sockwarden.bpf.o: bpf/sockwarden.bpf.c bpf/sockwarden.h vmlinux/$(VMLINUX_ARCH)/vmlinux.h | $(OUTPUT)
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
