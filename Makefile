@@ -49,8 +49,7 @@ LIB_SRCS := $(wildcard user/lib/*.c)
 LIB_OBJS := $(patsubst user/lib/%.c,$(OUTPUT)/lib/%.o,$(LIB_SRCS))
 SKEL := $(OUTPUT)/sockwarden.skel.h
 
-.PHONY: all deps test unit-test integration-test run bench install clean \
-	check-deps
+.PHONY: all deps test unit-test integration-test run bench bench-smoke install clean
 
 all: $(OUTPUT)/sockwarden $(OUTPUT)/libsockwarden.a $(OUTPUT)/libsockwarden.so
 
@@ -96,7 +95,20 @@ $(OUTPUT)/libsockwarden.so: $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) -shared -Wl,-soname,libsockwarden.so.0 $^ -o $@
 
+$(OUTPUT)/bench-loop: bench/loop.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@
+
 include tests/tests.mk
+
+# The full benchmark run (minutes); README's Performance table comes from it.
+bench: deps all $(OUTPUT)/bench-loop
+	$(Q)python3 bench/run.py
+
+# Tiny sizes, so the benchmark programs cannot rot; part of `make test`.
+bench-smoke: all $(OUTPUT)/bench-loop
+	$(Q)python3 bench/run.py --smoke --out $(OUTPUT)/bench-smoke.json >/dev/null
+	@echo "bench smoke: ok"
 
 run: deps all
 	./$(OUTPUT)/sockwarden run
@@ -104,6 +116,7 @@ run: deps all
 test: deps all
 	$(Q)$(MAKE) --no-print-directory unit-test
 	$(Q)$(MAKE) --no-print-directory integration-test
+	$(Q)$(MAKE) --no-print-directory bench-smoke
 
 clean:
 	$(call msg,CLEAN,$(OUTPUT))

@@ -15,5 +15,9 @@ $(OUTPUT)/tests/%: tests/unit/%.c $(AGENT_OBJS) | $(OUTPUT)/tests
 unit-test: $(UNIT_TESTS)
 	$(Q)set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
-integration-test: all
+integration-test: all $(OUTPUT)/plain_server
 	$(Q)python3 tests/integration/run.py
+
+$(OUTPUT)/plain_server: tests/servers/plain_server.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -26,6 +28,7 @@
 #include "endpoints.h"
 #include "events.h"
 #include "exitcodes.h"
+#include "healer.h"
 #include "log.h"
 #include "paths.h"
 #include "sinks.h"
@@ -47,7 +50,8 @@ struct agent {
 	struct endpoint_table eps;
 	struct coalescer co;
 	struct bpf_agent bpf;
-	int epfd, sigfd, reconcile_tfd, tick_tfd;
+	struct healer healer;
+	int epfd, sigfd, reconcile_tfd, tick_tfd, heal_tfd;
 	bool sink_waiting;
 	bool stopping;
 	uint64_t scan_gen;
@@ -157,7 +161,16 @@ static void report_socket_unlinked(struct agent *a, struct endpoint *e,
 	json_object_set_new(ev, "inode", json_integer((json_int_t)e->l.vfs_ino));
 	e->lost = true;
 	e->lost_ns = mono ? mono : clock_mono_ns();
+	e->have_lost_actor = actor != NULL;
+	if (actor)
+		e->lost_actor = *actor;
 	emit(a, ev);
+	healer_on_lost(&a->healer, e);
+}
+
+static void healer_emit(void *ctx, json_t *ev)
+{
+	emit(ctx, ev);
 }
 
 static void report_orphan(struct agent *a, const char *path,
@@ -222,6 +235,7 @@ static void scan_prune(struct endpoint *e, void *ctx)
 	if (e->has_listener && e->scan_gen != a->scan_gen) {
 		/* the listener closed since the last scan */
 		log_debug("listener of %s closed", e->path);
+		healer_listener_gone(&a->healer, e);
 		ep_clear_listener(e);
 	}
 	if (!e->has_listener && !(e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER)) &&
@@ -280,10 +294,14 @@ static void reconcile(struct agent *a, bool initial)
 			continue;
 		e->origin |= EP_FROM_SCAN;
 		if (matches) {
+			if (e->has_listener && e->l.sock_ino != l->sock_ino)
+				healer_listener_gone(&a->healer, e); /* a new socket took the path */
 			ep_set_listener(e, l, owners, n_owners);
 			e->scan_gen = a->scan_gen;
 			e->lost = false;
+			e->heal_pending = false;
 			ep_record_fs(e);
+			healer_listener_seen(&a->healer, e);
 			if (l->max_backlog && l->backlog >= l->max_backlog) {
 				if (!e->wedged)
 					report_wedged(a, e, "backlog_full", 0);
@@ -305,14 +323,19 @@ static void reconcile(struct agent *a, bool initial)
 			report_orphan(a, path, l, n_owners ? &owners[0] : NULL);
 		if (!e->has_listener || e->scan_gen != a->scan_gen) {
 			/* keep the orphan as this path's listener until a live one shows */
+			bool was_listening = e->has_listener;
+
 			ep_set_listener(e, l, owners, n_owners);
 			e->scan_gen = a->scan_gen;
 			e->lost = true;
-			if (!e->lost_ns)
-				e->lost_ns = clock_mono_ns();
+			e->lost_ns = clock_mono_ns();
+			e->have_lost_actor = false;
+			if (!was_listening)
+				healer_on_lost(&a->healer, e);
 		}
 	}
 	ep_foreach(&a->eps, scan_prune, a);
+	healer_reconcile(&a->healer, &a->eps);
 	/* forget orphans whose listener is gone */
 	for (size_t i = 0; i < a->orphans_reported.n;) {
 		if (!bsearch(&a->orphans_reported.v[i], inos, ll.n, sizeof(*inos), cmp_u64))
@@ -341,10 +364,18 @@ static void confirm_visit(struct endpoint *e, void *ctx)
 {
 	struct confirm_ctx *c = ctx;
 
+	struct unix_listener now;
+
 	if (!e->has_listener || e->lost)
 		return;
 	if (listener_path_matches(&e->l, e->path))
 		return; /* still there: a failed race, another name, or a hash collision */
+	if (discovery_get(e->l.sock_ino, &now) != 0 || now.state != 10) {
+		/* the listener closed before its file went: a clean shutdown */
+		healer_listener_gone(&c->a->healer, e);
+		ep_clear_listener(e);
+		return;
+	}
 	report_socket_unlinked(c->a, e, &c->r->hdr.proc, c->via, c->r->hdr.ts_ns);
 	c->confirmed++;
 }
@@ -468,6 +499,7 @@ static void on_bind(struct agent *a, const struct sw_rec_bind *r)
 	if (!e)
 		return;
 	e->origin |= EP_FROM_BIND;
+	healer_on_bind(&a->healer, e, &r->hdr.proc);
 	if (added)
 		bpf_agent_sync(&a->bpf, &a->eps);
 }
@@ -502,11 +534,16 @@ static void on_listen(struct agent *a, const struct sw_rec_bind *r)
 	e->origin |= EP_FROM_BIND;
 	if (!owner_read((pid_t)r->hdr.proc.tgid, &o))
 		return;
+	if (e->has_listener && e->l.sock_ino != l.sock_ino)
+		healer_listener_gone(&a->healer, e);
 	ep_set_listener(e, &l, &o, 1);
 	e->scan_gen = a->scan_gen;
 	e->lost = false;
 	e->wedged = false;
+	e->heal_pending = false;
 	ep_record_fs(e);
+	if (listener_path_matches(&l, path))
+		healer_listener_seen(&a->healer, e);
 	log_debug("new listener on %s (pid %d)", path, o.pid);
 	bpf_agent_sync(&a->bpf, &a->eps);
 }
@@ -634,6 +671,8 @@ static void on_connect_ok(struct agent *a, const struct sw_rec_connect *r)
 {
 	char path[SW_SUN_PATH_LEN + 1];
 	struct sw_connect_stat st;
+	const char *how = "connect";
+	struct endpoint *e;
 	struct streak *s;
 	int err_index = (int)r->key.err;
 
@@ -651,7 +690,11 @@ static void on_connect_ok(struct agent *a, const struct sw_rec_connect *r)
 		coalescer_failing(&a->co, path, err_of_index[err_index], st.gen,
 				  st.streak_start_failures, st.streak_start_ns, &cl);
 	}
-	streak_recovered(a, path, err_index, r->gen, r->count, r->hdr.ts_ns, "connect");
+	e = ep_lookup(&a->eps, path);
+	/* the agent's own connect verifies a heal: credit the heal */
+	if (e && e->recovered_how && r->hdr.proc.tgid == (uint32_t)getpid())
+		how = e->recovered_how;
+	streak_recovered(a, path, err_index, r->gen, r->count, r->hdr.ts_ns, how);
 }
 
 static int on_record(void *ctx, void *data, size_t size)
@@ -782,6 +825,66 @@ static void on_tick(struct agent *a)
 	report_losses(a);
 }
 
+/* ----- healing ----- */
+
+/*
+ * A healed path with an open connect-failure streak is verified with one
+ * connect of the agent's own: the kernel sees the success and ends the streak,
+ * and the recovery is credited to the heal.
+ */
+static void heal_verify(struct endpoint *e, void *ctx)
+{
+	struct agent *a = ctx;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sw_connect_stat st;
+	bool open = false;
+	int fd;
+
+	if (!e->recovered_how)
+		return;
+	for (int i = 0; i < SW_ERR_MAX; i++)
+		if (bpf_agent_connect_stat(&a->bpf, e->path, i, &st) == 0 && st.open)
+			open = true;
+	if (!open || !path_fits_sun_path(e->path)) {
+		e->recovered_how = NULL;
+		return;
+	}
+	fd = socket(AF_UNIX, e->l.type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	memcpy(sa.sun_path, e->path, strlen(e->path));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		log_debug("verifying %s after the heal: %s", e->path, strerror(errno));
+	close(fd);
+}
+
+static void heal_due(struct agent *a)
+{
+	if (healer_run_due(&a->healer, &a->eps, clock_mono_ns()) == 0)
+		return;
+	bpf_agent_sync(&a->bpf, &a->eps);
+	ep_foreach(&a->eps, heal_verify, a);
+}
+
+static void heal_timer_arm(struct agent *a)
+{
+	uint64_t d = healer_next_deadline(&a->eps);
+	struct itimerspec its = {0};
+
+	if (d != UINT64_MAX) {
+		if (d == 0)
+			d = 1;
+		its.it_value.tv_sec = (time_t)(d / NSEC_PER_SEC);
+		its.it_value.tv_nsec = (long)(d % NSEC_PER_SEC);
+	}
+	timerfd_settime(a->heal_tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void guard_remove_visit(struct endpoint *e, void *ctx)
+{
+	healer_listener_gone(ctx, e);
+}
+
 /* ----- set-up ----- */
 
 static int timer_new(uint64_t interval_ns)
@@ -848,7 +951,9 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 int agent_run(const struct agent_options *opt)
 {
 	struct agent a = { .opt = opt, .epfd = -1, .sigfd = -1, .reconcile_tfd = -1,
-			   .tick_tfd = -1 };
+			   .tick_tfd = -1, .heal_tfd = -1 };
+	struct healer_cfg hcfg = { .guards = !opt->no_guard,
+				   .heal_delay_ns = opt->heal_delay_ns, .flap = opt->flap };
 	char err[512];
 	sigset_t mask;
 	int rc, status = SW_EXIT_OK;
@@ -867,6 +972,8 @@ int agent_run(const struct agent_options *opt)
 		goto cleanup;
 	}
 	coalescer_init(&a.co, opt->window_ns, coalesced_emit, &a);
+	healer_init(&a.healer, &hcfg, &a.env, healer_emit, &a);
+	umask(0); /* re-created directories get exactly their recorded modes */
 	for (size_t i = 0; i < opt->n_watch; i++) {
 		struct endpoint *e = ep_get_or_add(&a.eps, opt->watch[i], NULL);
 
@@ -892,7 +999,9 @@ int agent_run(const struct agent_options *opt)
 	a.epfd = epoll_create1(EPOLL_CLOEXEC);
 	a.reconcile_tfd = timer_new(opt->reconcile_ns);
 	a.tick_tfd = timer_new(TICK_NS);
+	a.heal_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (a.sigfd < 0 || a.epfd < 0 || a.reconcile_tfd < 0 || a.tick_tfd < 0 ||
+	    a.heal_tfd < 0 || epoll_watch(a.epfd, a.heal_tfd, EPOLLIN) ||
 	    epoll_watch(a.epfd, ring_buffer__epoll_fd(a.bpf.rb), EPOLLIN) ||
 	    epoll_watch(a.epfd, a.sigfd, EPOLLIN) ||
 	    epoll_watch(a.epfd, a.reconcile_tfd, EPOLLIN) ||
@@ -909,6 +1018,8 @@ int agent_run(const struct agent_options *opt)
 	}
 
 	bpf_agent_sync(&a.bpf, &a.eps); /* --watch names, before the first scan */
+	if (!opt->no_guard)
+		healer_discover_guards(&a.healer);
 	reconcile(&a, true);
 	emit_started(&a);
 
@@ -922,6 +1033,7 @@ int agent_run(const struct agent_options *opt)
 
 			epoll_ctl(a.epfd, EPOLL_CTL_MOD, a.sinks.jsonl.fd, &ev);
 		}
+		heal_timer_arm(&a);
 		n = epoll_wait(a.epfd, evs, 16, -1);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -945,6 +1057,9 @@ int agent_run(const struct agent_options *opt)
 			} else if (fd == a.tick_tfd) {
 				if (read(fd, &ticks, sizeof(ticks)) > 0)
 					on_tick(&a);
+			} else if (fd == a.heal_tfd) {
+				if (read(fd, &ticks, sizeof(ticks)) > 0)
+					heal_due(&a);
 			} else if (a.sinks.have_jsonl && fd == a.sinks.jsonl.fd) {
 				a.sink_waiting = sinks_flush(&a.sinks);
 				if (!a.sink_waiting)
@@ -966,6 +1081,8 @@ int agent_run(const struct agent_options *opt)
 		emit(&a, ev);
 	}
 	sinks_drain(&a.sinks, 2000);
+	/* a clean stop leaves no guard behind; a crash leaves them for the next run */
+	ep_foreach(&a.eps, guard_remove_visit, &a.healer);
 
 cleanup:
 	if (a.epfd >= 0)
@@ -976,6 +1093,9 @@ cleanup:
 		close(a.reconcile_tfd);
 	if (a.tick_tfd >= 0)
 		close(a.tick_tfd);
+	if (a.heal_tfd >= 0)
+		close(a.heal_tfd);
+	healer_free(&a.healer);
 	if (a.bpf.skel)
 		bpf_agent_stop(&a.bpf);
 	coalescer_free(&a.co);

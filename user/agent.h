@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "bpf_attach.h"
+#include "flapguard.h"
 
 struct agent_options {
 	char **watch;        /* --watch PATH (repeatable); none = host-wide */
@@ -16,6 +17,9 @@ struct agent_options {
 	uint64_t reconcile_ns; /* --reconcile */
 	bool any_path;
 	bool verbose;
+	bool no_guard;          /* --no-guard */
+	uint64_t heal_delay_ns; /* --heal-delay */
+	struct flap_cfg flap;
 };
 
 int agent_run(const struct agent_options *opt);

@@ -352,41 +352,49 @@ static size_t dedup(void *v, size_t n, size_t size, int (*cmp)(const void *, con
 	return o + 1;
 }
 
-/* Applies the difference between the sorted `old` and `new` arrays to a map. */
+/* How map_apply writes values: a u32 of flags stored in the array entries at
+ * an offset, the constant 1, or a fresh sw_path_state. */
+enum map_value { VALUE_FLAGS_AT, VALUE_ONE, VALUE_PATH_STATE };
+
+/*
+ * Applies the difference between the sorted `old` and `new` arrays to a map:
+ * deletes what went, adds what came, rewrites only values that changed. The
+ * kernel's own fields (a path's open_mask) are never overwritten.
+ */
 static void map_apply(int fd, const char *old, size_t n_old, const char *new,
-		      size_t n_new, size_t size, size_t key_size, size_t val_off,
-		      int (*cmp)(const void *, const void *), bool keep_values)
+		      size_t n_new, size_t size, enum map_value kind, size_t val_off,
+		      int (*cmp)(const void *, const void *))
 {
 	size_t i = 0, j = 0;
 
 	while (i < n_old || j < n_new) {
 		int c = i >= n_old ? 1 : j >= n_new ? -1 : cmp(old + i * size, new + j * size);
+		const char *key = new + j * size;
+		__u32 flags = 1;
 
 		if (c < 0) {
 			bpf_map_delete_elem(fd, old + i * size);
 			i++;
-		} else if (c > 0 || !keep_values) {
-			if (val_off == SIZE_MAX) {
-				/* sw_path_state: never overwrite the kernel's open_mask */
+			continue;
+		}
+		if (kind == VALUE_FLAGS_AT)
+			memcpy(&flags, key + val_off, sizeof(flags));
+		if (c > 0) {
+			if (kind == VALUE_PATH_STATE) {
 				struct sw_path_state ps = { .flags = 1 };
 
-				bpf_map_update_elem(fd, new + j * size, &ps, BPF_NOEXIST);
+				bpf_map_update_elem(fd, key, &ps, BPF_NOEXIST);
 			} else {
-				__u32 flags = 1;
-
-				if (val_off)
-					memcpy(&flags, new + j * size + val_off, sizeof(flags));
-				bpf_map_update_elem(fd, new + j * size, &flags, BPF_ANY);
+				bpf_map_update_elem(fd, key, &flags, BPF_ANY);
 			}
-			if (c == 0)
-				i++;
-			j++;
 		} else {
+			if (kind == VALUE_FLAGS_AT &&
+			    memcmp(old + i * size + val_off, key + val_off, sizeof(flags)))
+				bpf_map_update_elem(fd, key, &flags, BPF_ANY);
 			i++;
-			j++;
 		}
+		j++;
 	}
-	(void)key_size;
 }
 
 int bpf_agent_sync(struct bpf_agent *a, const struct endpoint_table *t)
@@ -416,13 +424,13 @@ int bpf_agent_sync(struct bpf_agent *a, const struct endpoint_table *t)
 
 	map_apply(bpf_map__fd(a->skel->maps.watched_names), (char *)a->names.v,
 		  a->names.n, (char *)b.names.v, b.names.n, sizeof(struct watch_entry),
-		  sizeof(uint64_t), offsetof(struct watch_entry, flags), cmp_watch, false);
+		  VALUE_FLAGS_AT, offsetof(struct watch_entry, flags), cmp_watch);
 	map_apply(bpf_map__fd(a->skel->maps.watched_inodes), (char *)a->inodes,
 		  a->n_inodes, (char *)b.inodes, b.n_inodes, sizeof(struct sw_file_id),
-		  sizeof(struct sw_file_id), 0, cmp_file_id, true);
+		  VALUE_ONE, 0, cmp_file_id);
 	map_apply(bpf_map__fd(a->skel->maps.watched_paths), (char *)a->paths,
 		  a->n_paths, (char *)b.paths, b.n_paths, sizeof(struct sw_path_key),
-		  sizeof(struct sw_path_key), SIZE_MAX, cmp_path_key, true);
+		  VALUE_PATH_STATE, 0, cmp_path_key);
 
 	free(a->names.v);
 	free(a->inodes);

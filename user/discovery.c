@@ -184,6 +184,9 @@ void listener_list_free(struct listener_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
+static bool exe_is_interpreter(const char *exe);
+static void read_script(pid_t pid, char *out, size_t outlen);
+
 bool owner_read(pid_t pid, struct owner *o)
 {
 	char p[64], line[256];
@@ -208,13 +211,76 @@ bool owner_read(pid_t pid, struct owner *o)
 		} else if (strncmp(line, "Uid:\t", 5) == 0) {
 			o->uid = (uid_t)strtoul(line + 5, NULL, 10);
 			ok = true;
+		} else if (strncmp(line, "Gid:\t", 5) == 0) {
+			o->gid = (gid_t)strtoul(line + 5, NULL, 10);
 		}
 	}
 	fclose(f);
 	snprintf(p, sizeof(p), "/proc/%d/exe", pid);
 	n = readlink(p, o->exe, sizeof(o->exe) - 1);
 	o->exe[n > 0 ? n : 0] = 0;
+	if (exe_is_interpreter(o->exe))
+		read_script(pid, o->script, sizeof(o->script));
 	return ok;
+}
+
+static bool exe_is_interpreter(const char *exe)
+{
+	static const char *const names[] = { "python", "perl", "ruby", "node", "php",
+					     "bash", "sh", "dash", "java", "lua" };
+	const char *base = strrchr(exe, '/');
+
+	base = base ? base + 1 : exe;
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+		if (strncmp(base, names[i], strlen(names[i])) == 0)
+			return true;
+	return false;
+}
+
+/* The first argument after argv[0] that is not an option. */
+static void read_script(pid_t pid, char *out, size_t outlen)
+{
+	char p[64], buf[4096];
+	ssize_t n;
+	int fd;
+
+	out[0] = 0;
+	snprintf(p, sizeof(p), "/proc/%d/cmdline", pid);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	for (char *a = buf + strlen(buf) + 1; a < buf + n; a += strlen(a) + 1) {
+		if (a[0] == '-')
+			continue;
+		snprintf(out, outlen, "%s", a);
+		return;
+	}
+}
+
+static void exe_strip_deleted(char *exe)
+{
+	static const char deleted[] = " (deleted)";
+	size_t n = strlen(exe), d = sizeof(deleted) - 1;
+
+	/* "/usr/bin/foo (deleted)" after a package upgrade is still /usr/bin/foo */
+	if (n > d && strcmp(exe + n - d, deleted) == 0)
+		exe[n - d] = 0;
+}
+
+bool owner_same_program(const struct owner *a, const struct owner *b)
+{
+	char ea[sizeof(a->exe)], eb[sizeof(b->exe)];
+
+	memcpy(ea, a->exe, sizeof(ea));
+	memcpy(eb, b->exe, sizeof(eb));
+	exe_strip_deleted(ea);
+	exe_strip_deleted(eb);
+	return ea[0] && strcmp(ea, eb) == 0 && strcmp(a->script, b->script) == 0;
 }
 
 uint64_t fd_socket_inode(pid_t pid, int fd)

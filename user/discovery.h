@@ -30,8 +30,12 @@ struct listener_list {
 struct owner {
 	pid_t pid;
 	uid_t uid;
+	gid_t gid;
 	char comm[16];
 	char exe[256];
+	/* For interpreters (python, perl, node, …) the program is the script:
+	 * its first non-option argument. Empty otherwise. */
+	char script[256];
 };
 
 /* All AF_UNIX sockets in the given TCP-like states (1 << 10 = LISTEN). */
@@ -54,6 +58,8 @@ int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out)
 void owner_map_free(struct owner_map *m);
 /* Fills comm, uid and exe of pid; false when the process is gone. */
 bool owner_read(pid_t pid, struct owner *o);
+/* Whether two processes run the same program (exe, and script for interpreters). */
+bool owner_same_program(const struct owner *a, const struct owner *b);
 /* The sockfs inode behind /proc/<pid>/fd/<fd>, or 0. */
 uint64_t fd_socket_inode(pid_t pid, int fd);
 /* Reads /proc/<pid>/cwd into out. */

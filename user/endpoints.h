@@ -10,6 +10,9 @@
 #include <sys/types.h>
 
 #include "discovery.h"
+#include "flapguard.h"
+#include "guard.h"
+#include "sockwarden.h"
 
 #define EP_MAX_OWNERS 8
 #define EP_MAX_DEPTH 32
@@ -49,6 +52,17 @@ struct endpoint {
 	uint64_t lost_ns;
 	bool wedged;        /* backlog full at the last look */
 	uint64_t scan_gen;  /* last reconcile that saw the listener */
+
+	/* healing (healer.c) */
+	struct guard_ref guard;
+	bool guard_ok;
+	char guard_problem[32]; /* the guard_lost reason last reported */
+	bool heal_pending;
+	uint64_t heal_at_ns;
+	struct sw_proc lost_actor; /* who removed the path, if seen */
+	bool have_lost_actor;
+	const char *recovered_how; /* set while the agent verifies a heal */
+	struct flap_state flap;
 };
 
 struct endpoint_table {

@@ -7,6 +7,10 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "flapguard.h"
+
+/* The grace between a confirmed loss and a heal; see README "Healing". */
+#define HEAL_DELAY_DEFAULT_MS 20
 #include "clock.h"
 #include "exitcodes.h"
 #include "paths.h"
@@ -28,6 +32,12 @@ static const char usage_text[] =
 	"  --window SECONDS      connect-failure coalescing window (default 30)\n"
 	"  --reconcile SECONDS   reconcile scan interval (default 10)\n"
 	"  --any-path            report connect failures on every path, not only known ones\n"
+	"  --no-guard            no guard links (only registered servers heal)\n"
+	"  --heal-delay MS       grace before healing, in which a bind() of the path\n"
+	"                        makes the agent stand down (default 20)\n"
+	"  --flap-max N          heals of one path per flap window before the circuit\n"
+	"                        opens (default 5)\n"
+	"  --flap-window SECONDS the flap guard's window (default 60)\n"
 	"  -v, --verbose         debug messages and libbpf's own messages on stderr\n"
 	"\n"
 	"  -h, --help            show this help and exit\n"
@@ -66,6 +76,10 @@ static int cmd_run(int argc, char **argv)
 		{ "window", required_argument, NULL, 'W' },
 		{ "reconcile", required_argument, NULL, 'r' },
 		{ "any-path", no_argument, NULL, 'a' },
+		{ "no-guard", no_argument, NULL, 'G' },
+		{ "heal-delay", required_argument, NULL, 'D' },
+		{ "flap-max", required_argument, NULL, 'F' },
+		{ "flap-window", required_argument, NULL, 'X' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -75,10 +89,12 @@ static int cmd_run(int argc, char **argv)
 		.mode = MODE_AUTO,
 		.window_ns = 30 * NSEC_PER_SEC,
 		.reconcile_ns = 10 * NSEC_PER_SEC,
+		.heal_delay_ns = HEAL_DELAY_DEFAULT_MS * NSEC_PER_MSEC,
 	};
 	char cwd[SW_PATH_MAX];
 	int c, rc;
 
+	flap_cfg_default(&o.flap);
 	o.watch = calloc((size_t)argc, sizeof(*o.watch));
 	if (!o.watch || !getcwd(cwd, sizeof(cwd)))
 		return SW_EXIT_ENV;
@@ -114,6 +130,32 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'a':
 			o.any_path = true;
+			break;
+		case 'G':
+			o.no_guard = true;
+			break;
+		case 'D': {
+			char *end;
+			long ms = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || ms < 0 || ms > 60000)
+				return usage_error("--heal-delay %s: expected milliseconds 0..60000",
+						   optarg);
+			o.heal_delay_ns = (uint64_t)ms * NSEC_PER_MSEC;
+			break;
+		}
+		case 'F': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg || n < 1 || n > FLAP_MAX_TRACKED - 1)
+				return usage_error("--flap-max %s: expected 1..63 heals", optarg);
+			o.flap.max_heals = (unsigned)n;
+			break;
+		}
+		case 'X':
+			if (!parse_seconds(optarg, &o.flap.window_ns))
+				return usage_error("--flap-window %s: expected seconds > 0", optarg);
 			break;
 		case 'v':
 			o.verbose = true;

@@ -101,7 +101,7 @@ void sinks_emit(struct sinks *s, json_t *ev)
 {
 	s->emitted_total++;
 	if (s->have_jsonl) {
-		char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 
 		if (line) {
 			size_t n = strlen(line);

@@ -8,6 +8,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import test_detect  # noqa: E402,F401
 import test_connect  # noqa: E402,F401
+import test_heal  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(harness.main())

@@ -1,0 +1,140 @@
+/*
+ * Tight syscall loops for overhead measurements: time per call of one
+ * operation, run with and without the agent side by side by bench/run.py.
+ *
+ *   loop connect_fail N PATH     connect() to a path that does not exist
+ *   loop connect_ok N DIR        connect()+accept() on a listener of its own
+ *   loop bind_unlink N DIR       bind() a socket path, then unlink() it
+ *   loop unlink_file N DIR       create and unlink() regular files
+ *   loop getppid N               an unrelated syscall
+ *
+ * Prints one JSON object: {"op":…, "n":…, "ns_per_op":…, "cpu_ns":…}.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static unsigned long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}
+
+static unsigned long long cpu_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (unsigned long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ULL +
+	       (unsigned long long)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
+}
+
+static void addr_of(struct sockaddr_un *sa, const char *path)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", path);
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_un sa;
+	unsigned long long t0, c0, t1, c1;
+	long n, failures = 0;
+	const char *op;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: loop OP N [PATH|DIR]\n");
+		return 2;
+	}
+	op = argv[1];
+	n = atol(argv[2]);
+	if (strcmp(op, "connect_fail") == 0) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		addr_of(&sa, argv[3]);
+		t0 = now_ns();
+		c0 = cpu_ns();
+		/* a failed connect leaves the socket unconnected: reuse it */
+		for (long i = 0; i < n; i++)
+			if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+				failures++;
+	} else if (strcmp(op, "connect_ok") == 0) {
+		char p[108];
+		int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		snprintf(p, sizeof(p), "%s/ok.sock", argv[3]);
+		unlink(p);
+		addr_of(&sa, p);
+		if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) || listen(l, 128)) {
+			perror("listen");
+			return 1;
+		}
+		t0 = now_ns();
+		c0 = cpu_ns();
+		for (long i = 0; i < n; i++) {
+			int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), s;
+
+			if (connect(c, (struct sockaddr *)&sa, sizeof(sa)))
+				failures++;
+			s = accept(l, NULL, NULL);
+			close(s);
+			close(c);
+		}
+		unlink(p);
+	} else if (strcmp(op, "bind_unlink") == 0) {
+		char p[108];
+
+		snprintf(p, sizeof(p), "%s/bu.sock", argv[3]);
+		addr_of(&sa, p);
+		t0 = now_ns();
+		c0 = cpu_ns();
+		for (long i = 0; i < n; i++) {
+			int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+			if (bind(s, (struct sockaddr *)&sa, sizeof(sa)))
+				failures++;
+			unlink(p);
+			close(s);
+		}
+	} else if (strcmp(op, "unlink_file") == 0) {
+		char p[4096];
+		int dfd = open(argv[3], O_DIRECTORY | O_CLOEXEC);
+
+		/* create outside the timed region: the rm -rf of a large tree */
+		for (long i = 0; i < n; i++) {
+			snprintf(p, sizeof(p), "f%ld", i);
+			close(openat(dfd, p, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+		}
+		t0 = now_ns();
+		c0 = cpu_ns();
+		for (long i = 0; i < n; i++) {
+			snprintf(p, sizeof(p), "f%ld", i);
+			if (unlinkat(dfd, p, 0))
+				failures++;
+		}
+	} else if (strcmp(op, "getppid") == 0) {
+		t0 = now_ns();
+		c0 = cpu_ns();
+		for (long i = 0; i < n; i++)
+			if (getppid() < 0)
+				failures++;
+	} else {
+		fprintf(stderr, "loop: unknown op %s\n", op);
+		return 2;
+	}
+	t1 = now_ns();
+	c1 = cpu_ns();
+	printf("{\"op\":\"%s\",\"n\":%ld,\"ns_per_op\":%.1f,\"cpu_ns\":%llu,\"failures\":%ld}\n",
+	       op, n, (double)(t1 - t0) / (double)n, c1 - c0, failures);
+	return 0;
+}

@@ -1,0 +1,427 @@
+#include "healer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "discovery.h"
+#include "log.h"
+#include "paths.h"
+
+#define TCP_LISTEN_STATE 10
+
+void healer_init(struct healer *h, const struct healer_cfg *cfg,
+		 const struct event_env *env, void (*emit)(void *, json_t *), void *ctx)
+{
+	memset(h, 0, sizeof(*h));
+	h->cfg = *cfg;
+	h->env = env;
+	h->emit = emit;
+	h->emit_ctx = ctx;
+	guards_init(&h->guards);
+}
+
+void healer_free(struct healer *h)
+{
+	guards_free(&h->guards);
+}
+
+static json_t *heal_event(struct healer *h, const char *name, const char *sev,
+			  const struct endpoint *e)
+{
+	json_t *ev = event_new(h->env, name, sev, 0);
+
+	event_set_path(ev, "path", e->path, strlen(e->path));
+	return ev;
+}
+
+static void set_owner(json_t *ev, const struct endpoint *e)
+{
+	const struct owner *o = e->n_owners ? &e->owners[0] :
+				e->have_last_owner ? &e->last_owner : NULL;
+
+	if (o)
+		event_set_proc(ev, "owner", o->pid, o->comm, o->uid);
+}
+
+static void set_actor(json_t *ev, const struct endpoint *e)
+{
+	char comm[SW_COMM_LEN + 1];
+
+	if (!e->have_lost_actor)
+		return;
+	memcpy(comm, e->lost_actor.comm, SW_COMM_LEN);
+	comm[SW_COMM_LEN] = 0;
+	event_set_proc(ev, "actor", (pid_t)e->lost_actor.tgid, comm, e->lost_actor.uid);
+}
+
+static void report_guard_lost(struct healer *h, struct endpoint *e, const char *why)
+{
+	json_t *ev;
+
+	/* once per distinct problem, not on every scan */
+	if (strcmp(e->guard_problem, why) == 0)
+		return;
+	snprintf(e->guard_problem, sizeof(e->guard_problem), "%s", why);
+	ev = heal_event(h, "guard_lost", "warning", e);
+	json_object_set_new(ev, "reason", json_string(why));
+	if (e->guard.dir)
+		json_object_set_new(ev, "guard_dir", json_string(e->guard.dir->mountpoint));
+	h->guards_lost++;
+	h->emit(h->emit_ctx, ev);
+}
+
+void healer_discover_guards(struct healer *h)
+{
+	char line[8192];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[4096], gp[4200];
+		unsigned long long id;
+		struct stat st;
+
+		if (sscanf(line, "%llu %*u %*s %*s %4095s", &id, mp) != 2)
+			continue;
+		snprintf(gp, sizeof(gp), "%s/%s", strcmp(mp, "/") ? mp : "", GUARD_DIR_NAME);
+		if (lstat(gp, &st) != 0 || !S_ISDIR(st.st_mode))
+			continue;
+		guards_register(&h->guards, id, mp);
+	}
+	fclose(f);
+}
+
+void healer_listener_seen(struct healer *h, struct endpoint *e)
+{
+	const char *why = NULL;
+	bool was_ok = e->guard_ok;
+
+	if (!h->cfg.guards)
+		return;
+	if (e->guard_ok && guard_present(&e->guard, e->l.vfs_dev, e->l.vfs_ino))
+		return;
+	if (was_ok) {
+		/* it was there: something swept it */
+		report_guard_lost(h, e, "swept");
+	}
+	e->guard_ok = guard_make(&h->guards, e->path, e->l.vfs_dev, e->l.vfs_ino,
+				 &e->guard, &why) == 0;
+	if (e->guard_ok) {
+		e->guard_problem[0] = 0;
+		if (was_ok)
+			log_debug("guard of %s re-made", e->path);
+	} else {
+		report_guard_lost(h, e, why ? why : "link_failed");
+	}
+}
+
+void healer_listener_gone(struct healer *h, struct endpoint *e)
+{
+	if (e->guard_ok || e->guard.name[0])
+		guard_remove(&e->guard);
+	memset(&e->guard, 0, sizeof(e->guard));
+	e->guard_ok = false;
+	e->heal_pending = false;
+	(void)h;
+}
+
+static void skip(struct healer *h, struct endpoint *e, const char *reason)
+{
+	json_t *ev = heal_event(h, "rebind_skipped", "info", e);
+
+	json_object_set_new(ev, "reason", json_string(reason));
+	set_actor(ev, e);
+	set_owner(ev, e);
+	e->heal_pending = false;
+	h->heals_skipped++;
+	h->emit(h->emit_ctx, ev);
+}
+
+static bool actor_is_owner_program(const struct endpoint *e, bool *same_process)
+{
+	struct owner actor;
+	pid_t tgid = (pid_t)e->lost_actor.tgid;
+
+	*same_process = false;
+	for (size_t i = 0; i < e->n_owners; i++)
+		if (e->owners[i].pid == tgid)
+			*same_process = true;
+	if (*same_process || e->n_owners == 0)
+		return *same_process;
+	if (owner_read(tgid, &actor) && actor.exe[0])
+		return owner_same_program(&e->owners[0], &actor);
+	/* the actor is gone already: its command name is all there is */
+	return strncmp(e->lost_actor.comm, e->owners[0].comm, SW_COMM_LEN - 1) == 0;
+}
+
+static bool listener_alive(struct endpoint *e)
+{
+	struct unix_listener l;
+
+	return discovery_get(e->l.sock_ino, &l) == 0 && l.state == TCP_LISTEN_STATE &&
+	       l.vfs_ino == e->l.vfs_ino;
+}
+
+void healer_on_lost(struct healer *h, struct endpoint *e)
+{
+	bool same_process;
+
+	e->heal_pending = false;
+	/* a loss found at start: a guard left by a previous run can still heal it */
+	if (h->cfg.guards && !e->guard_ok)
+		e->guard_ok = guard_find(&h->guards, e->l.vfs_dev, e->l.vfs_ino, &e->guard);
+	if (!listener_alive(e)) {
+		skip(h, e, "listener_gone");
+		return;
+	}
+	if (e->have_lost_actor && actor_is_owner_program(e, &same_process)) {
+		skip(h, e, same_process ? "owner_unlinked" : "same_executable");
+		return;
+	}
+	e->heal_pending = true;
+	e->heal_at_ns = e->lost_ns + h->cfg.heal_delay_ns;
+}
+
+void healer_on_bind(struct healer *h, struct endpoint *e, const struct sw_proc *who)
+{
+	if (!e->heal_pending)
+		return;
+	(void)who;
+	skip(h, e, "rebound");
+}
+
+/*
+ * Walks from "/" to the socket's directory without following symlinks,
+ * re-creating removed directories with their recorded owner and mode. Returns
+ * an fd of the parent directory, or -errno with *why set.
+ */
+static int parents_ensure(const struct endpoint *e, const char **why)
+{
+	char comp[SW_PATH_MAX];
+	const char *p = e->path + 1;
+	int fd = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	size_t depth = 1;
+
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t len;
+		int next;
+
+		if (!slash)
+			return fd; /* p is the socket's own name */
+		len = (size_t)(slash - p);
+		memcpy(comp, p, len);
+		comp[len] = 0;
+		next = openat(fd, comp, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0 && errno == ENOENT) {
+			const struct ep_dir *d = depth < e->n_dirs ? &e->dirs[depth] : NULL;
+			mode_t mode = d ? d->mode : 0755;
+
+			if (mkdirat(fd, comp, 0700) != 0 && errno != EEXIST) {
+				int err = errno;
+
+				*why = "mkdir_failed";
+				close(fd);
+				return -err;
+			}
+			next = openat(fd, comp, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (next >= 0) {
+				/* owner first: chown clears set-id bits the mode may carry */
+				if (d && fchown(next, d->uid, d->gid) != 0)
+					log_warn("chown %s: %s", comp, strerror(errno));
+				fchmod(next, mode);
+			}
+		}
+		if (next < 0) {
+			int err = errno;
+
+			*why = (err == ELOOP || err == ENOTDIR) ? "parent_is_symlink"
+							       : "parent_unreachable";
+			close(fd);
+			return -err;
+		}
+		close(fd);
+		fd = next;
+		p = slash + 1;
+		while (*p == '/')
+			p++;
+		depth++;
+	}
+}
+
+static void heal_failed(struct healer *h, struct endpoint *e, const char *how,
+			const char *reason, int err)
+{
+	json_t *ev = heal_event(h, "rebind_failed", "error", e);
+
+	json_object_set_new(ev, "how", json_string(how));
+	json_object_set_new(ev, "reason", json_string(reason));
+	if (err)
+		json_object_set_new(ev, "error", json_string(strerror(err)));
+	set_owner(ev, e);
+	h->heals_failed++;
+	h->emit(h->emit_ctx, ev);
+}
+
+/* Returns true when the path is back. */
+static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
+{
+	const char *why = NULL;
+	struct stat st;
+	json_t *ev;
+	int pfd;
+
+	e->heal_pending = false;
+	if (!listener_alive(e)) {
+		skip(h, e, "listener_gone");
+		return false;
+	}
+	if (lstat(e->path, &st) == 0) {
+		if (S_ISSOCK(st.st_mode) && st.st_ino == e->l.vfs_ino && st.st_dev == e->l.vfs_dev)
+			e->lost = false; /* put back by someone else */
+		skip(h, e, S_ISSOCK(st.st_mode) ? "rebound" : "replaced");
+		return false;
+	}
+	switch (flap_check(&e->flap, &h->cfg.flap, now_ns)) {
+	case FLAP_ALLOW:
+		break;
+	case FLAP_OPENED:
+		ev = heal_event(h, "rebind_suppressed", "error", e);
+		json_object_set_new(ev, "rebinds",
+				    json_integer(flap_recent(&e->flap, &h->cfg.flap, now_ns)));
+		json_object_set_new(ev, "window_s",
+				    json_integer((json_int_t)(h->cfg.flap.window_ns / NSEC_PER_SEC)));
+		json_object_set_new(ev, "retry_in_s",
+				    json_integer((json_int_t)((e->flap.retry_at_ns - now_ns) /
+							      NSEC_PER_SEC)));
+		{
+			char ts[64];
+
+			clock_format_rfc3339(e->flap.retry_at_ns +
+					     (uint64_t)h->env->real_minus_mono_ns, ts, sizeof(ts));
+			json_object_set_new(ev, "retry_at", json_string(ts));
+		}
+		set_actor(ev, e);
+		set_owner(ev, e);
+		h->suppressed++;
+		h->emit(h->emit_ctx, ev);
+		return false;
+	case FLAP_SUPPRESSED:
+		skip(h, e, "circuit_open");
+		return false;
+	}
+	if (!h->cfg.guards || !e->guard_ok ||
+	    !guard_present(&e->guard, e->l.vfs_dev, e->l.vfs_ino)) {
+		if (h->cfg.guards) {
+			e->guard_ok = false;
+			heal_failed(h, e, "link", "no_guard", 0);
+		}
+		return false;
+	}
+	ev = heal_event(h, "rebind_started", "info", e);
+	json_object_set_new(ev, "how", json_string("link"));
+	h->emit(h->emit_ctx, ev);
+
+	pfd = parents_ensure(e, &why);
+	if (pfd < 0) {
+		heal_failed(h, e, "link", why, -pfd);
+		return false;
+	}
+	if (linkat(e->guard.dir->dirfd, e->guard.name, pfd, path_basename(e->path), 0) != 0) {
+		int err = errno;
+
+		close(pfd);
+		if (err == EEXIST) {
+			skip(h, e, "rebound"); /* someone bound it a moment ago */
+			return false;
+		}
+		heal_failed(h, e, "link", err == EXDEV ? "cross_mount" : "link_failed", err);
+		return false;
+	}
+	close(pfd);
+	if (lstat(e->path, &st) != 0 || st.st_ino != e->l.vfs_ino) {
+		heal_failed(h, e, "link", "verify_failed", errno);
+		return false;
+	}
+	flap_record(&e->flap, &h->cfg.flap, now_ns);
+	e->lost = false;
+	e->recovered_how = "link";
+	ev = heal_event(h, "rebind_succeeded", "info", e);
+	json_object_set_new(ev, "how", json_string("link"));
+	json_object_set_new(ev, "heal_ms",
+			    json_real((double)(clock_mono_ns() - e->lost_ns) / 1e6));
+	set_owner(ev, e);
+	h->heals_ok++;
+	h->emit(h->emit_ctx, ev);
+	return true;
+}
+
+struct due_ctx {
+	struct healer *h;
+	uint64_t now;
+	size_t healed;
+};
+
+static void due_visit(struct endpoint *e, void *ctx)
+{
+	struct due_ctx *d = ctx;
+
+	if (e->heal_pending && e->heal_at_ns <= d->now && heal_link(d->h, e, d->now))
+		d->healed++;
+}
+
+size_t healer_run_due(struct healer *h, struct endpoint_table *t, uint64_t now_ns)
+{
+	struct due_ctx d = { h, now_ns, 0 };
+
+	ep_foreach(t, due_visit, &d);
+	return d.healed;
+}
+
+static void deadline_visit(struct endpoint *e, void *ctx)
+{
+	uint64_t *d = ctx;
+
+	if (e->heal_pending && e->heal_at_ns < *d)
+		*d = e->heal_at_ns;
+}
+
+uint64_t healer_next_deadline(const struct endpoint_table *t)
+{
+	uint64_t d = UINT64_MAX;
+
+	ep_foreach(t, deadline_visit, &d);
+	return d;
+}
+
+struct keep_ctx {
+	const struct endpoint_table *t;
+};
+
+static bool guard_keep(uint64_t dev, uint64_t ino, void *ctx)
+{
+	const struct endpoint_table *t = ctx;
+
+	for (size_t b = 0; b < t->n_buckets; b++)
+		for (const struct endpoint *e = t->buckets[b]; e; e = e->next)
+			if (e->has_listener && e->l.vfs_ino == ino && e->l.vfs_dev == dev)
+				return true;
+	return false;
+}
+
+void healer_reconcile(struct healer *h, struct endpoint_table *t)
+{
+	size_t n = guards_prune(&h->guards, guard_keep, t);
+
+	if (n)
+		log_debug("pruned %zu guard link%s of closed listeners", n, n == 1 ? "" : "s");
+}
