@@ -30,6 +30,7 @@
 #include "exitcodes.h"
 #include "healer.h"
 #include "log.h"
+#include "loop.h"
 #include "paths.h"
 #include "sinks.h"
 #include "sockwarden.h"
@@ -52,6 +53,7 @@ struct agent {
 	struct bpf_agent bpf;
 	struct healer healer;
 	int epfd, sigfd, reconcile_tfd, tick_tfd, heal_tfd;
+	struct watcher w_rb, w_sig, w_reconcile, w_tick, w_heal, w_sink;
 	bool sink_waiting;
 	bool stopping;
 	uint64_t scan_gen;
@@ -902,11 +904,60 @@ static int timer_new(uint64_t interval_ns)
 	return fd;
 }
 
-static int epoll_watch(int epfd, int fd, uint32_t events)
+static void on_rb(struct watcher *w, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.fd = fd };
+	struct agent *a = w->ctx;
 
-	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+	ring_buffer__consume(a->bpf.rb);
+}
+
+static void on_signal(struct watcher *w, uint32_t events)
+{
+	struct agent *a = w->ctx;
+	struct signalfd_siginfo si;
+
+	if (read(w->fd, &si, sizeof(si)) == sizeof(si))
+		a->stopping = true;
+}
+
+static bool timer_fired(int fd)
+{
+	uint64_t ticks;
+
+	return read(fd, &ticks, sizeof(ticks)) > 0;
+}
+
+static void on_reconcile(struct watcher *w, uint32_t events)
+{
+	if (timer_fired(w->fd))
+		reconcile(w->ctx, false);
+}
+
+static void on_tick_timer(struct watcher *w, uint32_t events)
+{
+	if (timer_fired(w->fd))
+		on_tick(w->ctx);
+}
+
+static void on_heal_timer(struct watcher *w, uint32_t events)
+{
+	if (timer_fired(w->fd))
+		heal_due(w->ctx);
+}
+
+static void on_sink(struct watcher *w, uint32_t events)
+{
+	struct agent *a = w->ctx;
+
+	a->sink_waiting = sinks_flush(&a->sinks);
+	if (!a->sink_waiting)
+		report_losses(a);
+}
+
+static int watch(struct agent *a, struct watcher *w, int fd, watcher_fn fn)
+{
+	*w = (struct watcher){ .fd = fd, .fn = fn, .ctx = a };
+	return fd < 0 ? -1 : loop_add(a->epfd, w, EPOLLIN);
 }
 
 static void count_listening(struct endpoint *e, void *ctx)
@@ -1000,21 +1051,19 @@ int agent_run(const struct agent_options *opt)
 	a.reconcile_tfd = timer_new(opt->reconcile_ns);
 	a.tick_tfd = timer_new(TICK_NS);
 	a.heal_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (a.sigfd < 0 || a.epfd < 0 || a.reconcile_tfd < 0 || a.tick_tfd < 0 ||
-	    a.heal_tfd < 0 || epoll_watch(a.epfd, a.heal_tfd, EPOLLIN) ||
-	    epoll_watch(a.epfd, ring_buffer__epoll_fd(a.bpf.rb), EPOLLIN) ||
-	    epoll_watch(a.epfd, a.sigfd, EPOLLIN) ||
-	    epoll_watch(a.epfd, a.reconcile_tfd, EPOLLIN) ||
-	    epoll_watch(a.epfd, a.tick_tfd, EPOLLIN)) {
+	if (a.epfd < 0 || watch(&a, &a.w_heal, a.heal_tfd, on_heal_timer) ||
+	    watch(&a, &a.w_rb, ring_buffer__epoll_fd(a.bpf.rb), on_rb) ||
+	    watch(&a, &a.w_sig, a.sigfd, on_signal) ||
+	    watch(&a, &a.w_reconcile, a.reconcile_tfd, on_reconcile) ||
+	    watch(&a, &a.w_tick, a.tick_tfd, on_tick_timer)) {
 		fprintf(stderr, "sockwarden: event loop set-up failed: %s\n", strerror(errno));
 		status = SW_EXIT_ENV;
 		goto cleanup;
 	}
 	if (a.sinks.have_jsonl) {
 		/* regular files never block; epoll refuses them, which is fine */
-		struct epoll_event ev = { .events = 0, .data.fd = a.sinks.jsonl.fd };
-
-		epoll_ctl(a.epfd, EPOLL_CTL_ADD, a.sinks.jsonl.fd, &ev);
+		a.w_sink = (struct watcher){ .fd = a.sinks.jsonl.fd, .fn = on_sink, .ctx = &a };
+		loop_add(a.epfd, &a.w_sink, 0);
 	}
 
 	bpf_agent_sync(&a.bpf, &a.eps); /* --watch names, before the first scan */
@@ -1024,48 +1073,11 @@ int agent_run(const struct agent_options *opt)
 	emit_started(&a);
 
 	while (!a.stopping) {
-		struct epoll_event evs[16];
-		int n;
-
-		if (a.sinks.have_jsonl) {
-			struct epoll_event ev = { .events = a.sink_waiting ? EPOLLOUT : 0,
-						  .data.fd = a.sinks.jsonl.fd };
-
-			epoll_ctl(a.epfd, EPOLL_CTL_MOD, a.sinks.jsonl.fd, &ev);
-		}
+		if (a.sinks.have_jsonl)
+			loop_mod(a.epfd, &a.w_sink, a.sink_waiting ? EPOLLOUT : 0);
 		heal_timer_arm(&a);
-		n = epoll_wait(a.epfd, evs, 16, -1);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+		if (loop_run_once(a.epfd, -1) < 0)
 			break;
-		}
-		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd;
-			uint64_t ticks;
-
-			if (fd == ring_buffer__epoll_fd(a.bpf.rb)) {
-				ring_buffer__consume(a.bpf.rb);
-			} else if (fd == a.sigfd) {
-				struct signalfd_siginfo si;
-
-				if (read(a.sigfd, &si, sizeof(si)) == sizeof(si))
-					a.stopping = true;
-			} else if (fd == a.reconcile_tfd) {
-				if (read(fd, &ticks, sizeof(ticks)) > 0)
-					reconcile(&a, false);
-			} else if (fd == a.tick_tfd) {
-				if (read(fd, &ticks, sizeof(ticks)) > 0)
-					on_tick(&a);
-			} else if (fd == a.heal_tfd) {
-				if (read(fd, &ticks, sizeof(ticks)) > 0)
-					heal_due(&a);
-			} else if (a.sinks.have_jsonl && fd == a.sinks.jsonl.fd) {
-				a.sink_waiting = sinks_flush(&a.sinks);
-				if (!a.sink_waiting)
-					report_losses(&a);
-			}
-		}
 	}
 
 	/* a clean stop: drain what the kernel queued, then say goodbye */
