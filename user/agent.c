@@ -24,6 +24,7 @@
 
 #include "clock.h"
 #include "coalescer.h"
+#include "control.h"
 #include "discovery.h"
 #include "endpoints.h"
 #include "events.h"
@@ -52,6 +53,8 @@ struct agent {
 	struct coalescer co;
 	struct bpf_agent bpf;
 	struct healer healer;
+	struct control ctl;
+	bool ctl_open;
 	int epfd, sigfd, reconcile_tfd, tick_tfd, heal_tfd;
 	struct watcher w_rb, w_sig, w_reconcile, w_tick, w_heal, w_sink;
 	bool sink_waiting;
@@ -87,14 +90,15 @@ static void inode_set_add(struct inode_set *s, uint64_t ino)
 	s->v[s->n++] = ino;
 }
 
+/* Host-wide, every path; with --watch, the watched and registered ones. */
 static bool path_watched(const struct agent *a, const char *path)
 {
+	const struct endpoint *e;
+
 	if (a->opt->n_watch == 0)
 		return true;
-	for (size_t i = 0; i < a->opt->n_watch; i++)
-		if (strcmp(a->opt->watch[i], path) == 0)
-			return true;
-	return false;
+	e = ep_lookup(&a->eps, path);
+	return e && (e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER));
 }
 
 /* ----- emitting ----- */
@@ -502,6 +506,8 @@ static void on_bind(struct agent *a, const struct sw_rec_bind *r)
 		return;
 	e->origin |= EP_FROM_BIND;
 	healer_on_bind(&a->healer, e, &r->hdr.proc);
+	if (a->ctl_open)
+		control_on_bind(&a->ctl, e);
 	if (added)
 		bpf_agent_sync(&a->bpf, &a->eps);
 }
@@ -862,6 +868,8 @@ static void heal_verify(struct endpoint *e, void *ctx)
 
 static void heal_due(struct agent *a)
 {
+	if (a->ctl_open)
+		control_tick(&a->ctl, clock_mono_ns());
 	if (healer_run_due(&a->healer, &a->eps, clock_mono_ns()) == 0)
 		return;
 	bpf_agent_sync(&a->bpf, &a->eps);
@@ -871,6 +879,13 @@ static void heal_due(struct agent *a)
 static void heal_timer_arm(struct agent *a)
 {
 	uint64_t d = healer_next_deadline(&a->eps);
+
+	if (a->ctl_open) {
+		uint64_t c = control_next_deadline(&a->ctl);
+
+		if (c < d)
+			d = c;
+	}
 	struct itimerspec its = {0};
 
 	if (d != UINT64_MAX) {
@@ -880,6 +895,30 @@ static void heal_timer_arm(struct agent *a)
 		its.it_value.tv_nsec = (long)(d % NSEC_PER_SEC);
 	}
 	timerfd_settime(a->heal_tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void ctl_emit(void *ctx, json_t *ev)
+{
+	emit(ctx, ev);
+}
+
+static void ctl_changed(void *ctx)
+{
+	struct agent *a = ctx;
+
+	bpf_agent_sync(&a->bpf, &a->eps);
+}
+
+static void ctl_healed(void *ctx, struct endpoint *e)
+{
+	heal_verify(e, ctx);
+}
+
+static bool healer_rebind(void *ctx, struct endpoint *e)
+{
+	struct agent *a = ctx;
+
+	return a->ctl_open && control_rebind(&a->ctl, e);
 }
 
 static void guard_remove_visit(struct endpoint *e, void *ctx)
@@ -1069,6 +1108,29 @@ int agent_run(const struct agent_options *opt)
 	bpf_agent_sync(&a.bpf, &a.eps); /* --watch names, before the first scan */
 	if (!opt->no_guard)
 		healer_discover_guards(&a.healer);
+	{
+		struct control_hooks hooks = { ctl_emit, ctl_changed, ctl_healed, &a };
+		const char *why = "";
+
+		rc = control_open(&a.ctl, a.epfd, opt->control_path, &a.eps, &a.healer,
+				  &a.env, &hooks, opt->rebind_timeout_ns, &why);
+		if (rc) {
+			fprintf(stderr, "sockwarden: control socket: %s (%s)\n", why,
+				strerror(-rc));
+			status = SW_EXIT_ENV;
+			goto cleanup;
+		}
+		a.ctl_open = true;
+		a.healer.rebind = healer_rebind;
+		a.healer.rebind_ctx = &a;
+		if (opt->n_watch) {
+			/* the agent watches and heals its own control path */
+			struct endpoint *e = ep_get_or_add(&a.eps, opt->control_path, NULL);
+
+			if (e)
+				e->origin |= EP_FROM_WATCH;
+		}
+	}
 	reconcile(&a, true);
 	emit_started(&a);
 
@@ -1078,6 +1140,8 @@ int agent_run(const struct agent_options *opt)
 		heal_timer_arm(&a);
 		if (loop_run_once(a.epfd, -1) < 0)
 			break;
+		if (a.ctl_open)
+			control_tick(&a.ctl, clock_mono_ns());
 	}
 
 	/* a clean stop: drain what the kernel queued, then say goodbye */
@@ -1107,6 +1171,8 @@ cleanup:
 		close(a.tick_tfd);
 	if (a.heal_tfd >= 0)
 		close(a.heal_tfd);
+	if (a.ctl_open)
+		control_close(&a.ctl);
 	healer_free(&a.healer);
 	if (a.bpf.skel)
 		bpf_agent_stop(&a.bpf);

@@ -20,6 +20,8 @@ struct agent_options {
 	bool no_guard;          /* --no-guard */
 	uint64_t heal_delay_ns; /* --heal-delay */
 	struct flap_cfg flap;
+	const char *control_path; /* --control */
+	uint64_t rebind_timeout_ns; /* --rebind-timeout */
 };
 
 int agent_run(const struct agent_options *opt);

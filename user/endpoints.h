@@ -14,6 +14,8 @@
 #include "guard.h"
 #include "sockwarden.h"
 
+struct registration;
+
 #define EP_MAX_OWNERS 8
 #define EP_MAX_DEPTH 32
 
@@ -63,6 +65,7 @@ struct endpoint {
 	bool have_lost_actor;
 	const char *recovered_how; /* set while the agent verifies a heal */
 	struct flap_state flap;
+	struct registration *reg; /* control.c: the server registered this path */
 };
 
 struct endpoint_table {

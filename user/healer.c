@@ -197,12 +197,7 @@ void healer_on_bind(struct healer *h, struct endpoint *e, const struct sw_proc *
 	skip(h, e, "rebound");
 }
 
-/*
- * Walks from "/" to the socket's directory without following symlinks,
- * re-creating removed directories with their recorded owner and mode. Returns
- * an fd of the parent directory, or -errno with *why set.
- */
-static int parents_ensure(const struct endpoint *e, const char **why)
+static int parents_walk(const struct endpoint *e, bool create, const char **why)
 {
 	char comp[SW_PATH_MAX];
 	const char *p = e->path + 1;
@@ -222,7 +217,7 @@ static int parents_ensure(const struct endpoint *e, const char **why)
 		memcpy(comp, p, len);
 		comp[len] = 0;
 		next = openat(fd, comp, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (next < 0 && errno == ENOENT) {
+		if (next < 0 && errno == ENOENT && create) {
 			const struct ep_dir *d = depth < e->n_dirs ? &e->dirs[depth] : NULL;
 			mode_t mode = d ? d->mode : 0755;
 
@@ -256,6 +251,16 @@ static int parents_ensure(const struct endpoint *e, const char **why)
 			p++;
 		depth++;
 	}
+}
+
+int healer_parents_ensure(const struct endpoint *e, const char **why)
+{
+	return parents_walk(e, true, why);
+}
+
+int healer_parents_ensure_existing(const struct endpoint *e, const char **why)
+{
+	return parents_walk(e, false, why);
 }
 
 static void heal_failed(struct healer *h, struct endpoint *e, const char *how,
@@ -321,17 +326,21 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 	}
 	if (!h->cfg.guards || !e->guard_ok ||
 	    !guard_present(&e->guard, e->l.vfs_dev, e->l.vfs_ino)) {
-		if (h->cfg.guards) {
-			e->guard_ok = false;
-			heal_failed(h, e, "link", "no_guard", 0);
+		e->guard_ok = false;
+		/* a registered server heals through its control fd */
+		if (h->rebind && h->rebind(h->rebind_ctx, e)) {
+			flap_record(&e->flap, &h->cfg.flap, now_ns);
+			return false; /* in flight: the control server reports the outcome */
 		}
+		if (h->cfg.guards)
+			heal_failed(h, e, "link", "no_guard", 0);
 		return false;
 	}
 	ev = heal_event(h, "rebind_started", "info", e);
 	json_object_set_new(ev, "how", json_string("link"));
 	h->emit(h->emit_ctx, ev);
 
-	pfd = parents_ensure(e, &why);
+	pfd = healer_parents_ensure(e, &why);
 	if (pfd < 0) {
 		heal_failed(h, e, "link", why, -pfd);
 		return false;

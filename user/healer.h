@@ -27,6 +27,9 @@ struct healer {
 	const struct event_env *env;
 	void (*emit)(void *ctx, json_t *ev);
 	void *emit_ctx;
+	/* the control server's rebind, for endpoints no guard can heal */
+	bool (*rebind)(void *ctx, struct endpoint *e);
+	void *rebind_ctx;
 	/* counters, for status and metrics */
 	uint64_t heals_ok, heals_failed, heals_skipped, suppressed, guards_lost;
 };
@@ -47,6 +50,14 @@ void healer_on_bind(struct healer *h, struct endpoint *e, const struct sw_proc *
 /* Performs the heals that are due; returns how many paths came back. */
 size_t healer_run_due(struct healer *h, struct endpoint_table *t, uint64_t now_ns);
 uint64_t healer_next_deadline(const struct endpoint_table *t);
+/*
+ * Walks from "/" to the socket's directory without following symlinks,
+ * re-creating removed directories with their recorded owner and mode. Returns
+ * an fd of the parent directory, or -errno with *why set.
+ */
+int healer_parents_ensure(const struct endpoint *e, const char **why);
+/* The same walk without creating anything: refuses a symlink on the way. */
+int healer_parents_ensure_existing(const struct endpoint *e, const char **why);
 /* Reconcile: repairs swept guards, prunes guards of closed listeners. */
 void healer_reconcile(struct healer *h, struct endpoint_table *t);
 #endif

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "control.h"
 #include "flapguard.h"
 
 /* The grace between a confirmed loss and a heal; see README "Healing". */
@@ -38,6 +39,10 @@ static const char usage_text[] =
 	"  --flap-max N          heals of one path per flap window before the circuit\n"
 	"                        opens (default 5)\n"
 	"  --flap-window SECONDS the flap guard's window (default 60)\n"
+	"  --control PATH        the control socket's path (default\n"
+	"                        /run/sockwarden/control.sock; @sockwarden always)\n"
+	"  --rebind-timeout SECONDS  how long a registered server has to adopt a\n"
+	"                        rebind (default 2)\n"
 	"  -v, --verbose         debug messages and libbpf's own messages on stderr\n"
 	"\n"
 	"  -h, --help            show this help and exit\n"
@@ -80,6 +85,8 @@ static int cmd_run(int argc, char **argv)
 		{ "heal-delay", required_argument, NULL, 'D' },
 		{ "flap-max", required_argument, NULL, 'F' },
 		{ "flap-window", required_argument, NULL, 'X' },
+		{ "control", required_argument, NULL, 'C' },
+		{ "rebind-timeout", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -90,6 +97,8 @@ static int cmd_run(int argc, char **argv)
 		.window_ns = 30 * NSEC_PER_SEC,
 		.reconcile_ns = 10 * NSEC_PER_SEC,
 		.heal_delay_ns = HEAL_DELAY_DEFAULT_MS * NSEC_PER_MSEC,
+		.control_path = CONTROL_PATH_DEFAULT,
+		.rebind_timeout_ns = 2 * NSEC_PER_SEC,
 	};
 	char cwd[SW_PATH_MAX];
 	int c, rc;
@@ -153,6 +162,19 @@ static int cmd_run(int argc, char **argv)
 			o.flap.max_heals = (unsigned)n;
 			break;
 		}
+		case 'C': {
+			static char control[SW_PATH_MAX];
+
+			if (!path_join(cwd, optarg, control, sizeof(control)) ||
+			    !path_fits_sun_path(control))
+				return usage_error("--control %s: not a usable socket path", optarg);
+			o.control_path = control;
+			break;
+		}
+		case 'T':
+			if (!parse_seconds(optarg, &o.rebind_timeout_ns))
+				return usage_error("--rebind-timeout %s: expected seconds > 0", optarg);
+			break;
 		case 'X':
 			if (!parse_seconds(optarg, &o.flap.window_ns))
 				return usage_error("--flap-window %s: expected seconds > 0", optarg);
