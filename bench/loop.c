@@ -7,8 +7,11 @@
  *   loop bind_unlink N DIR       bind() a socket path, then unlink() it
  *   loop unlink_file N DIR       create and unlink() regular files
  *   loop getppid N               an unrelated syscall
+ *   loop heal N PATH PAUSE_US    N times: unlink PATH (a healed server's), then
+ *                                connect every PAUSE_US until one succeeds
  *
- * Prints one JSON object: {"op":…, "n":…, "ns_per_op":…, "cpu_ns":…}.
+ * Prints one JSON object: {"op":…, "n":…, "ns_per_op":…, "cpu_ns":…}; heal
+ * adds "heal_ms" and "failed" per trial.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +48,70 @@ static void addr_of(struct sockaddr_un *sa, const char *path)
 	snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", path);
 }
 
+static int connect_once(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) ? errno : 0;
+	close(fd);
+	return rc;
+}
+
+static void pause_us(long us)
+{
+	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * The heal as a client sees it: from the moment unlink() returns to the first
+ * connect() that succeeds, retrying every pause_us, as a client with a retry
+ * loop would. Each trial starts once the path serves again and the agent has
+ * had a moment to finish the previous rebind.
+ */
+static int heal_trials(long n, const char *path, long pause)
+{
+	struct sockaddr_un sa;
+	long failed_total = 0;
+
+	addr_of(&sa, path);
+	printf("{\"op\":\"heal\",\"n\":%ld,\"trials\":[", n);
+	for (long i = 0; i < n; i++) {
+		unsigned long long t0, t1, waited = now_ns();
+		long failed = 0;
+
+		while (connect_once(&sa) != 0) {
+			if (now_ns() - waited > 10000000000ULL) {
+				fprintf(stderr, "heal: %s does not serve before trial %ld\n", path, i);
+				return 1;
+			}
+			pause_us(1000);
+		}
+		pause_us(50000);
+		if (unlink(path)) {
+			perror("unlink");
+			return 1;
+		}
+		t0 = now_ns();
+		while (connect_once(&sa) != 0) {
+			failed++;
+			if (now_ns() - t0 > 10000000000ULL) {
+				fprintf(stderr, "heal: %s not back after 10 s (trial %ld)\n", path, i);
+				return 1;
+			}
+			pause_us(pause);
+		}
+		t1 = now_ns();
+		failed_total += failed;
+		printf("%s{\"heal_ms\":%.3f,\"failed\":%ld}", i ? "," : "",
+		       (double)(t1 - t0) / 1e6, failed);
+		fflush(stdout);
+	}
+	printf("],\"failed\":%ld}\n", failed_total);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_un sa;
@@ -58,6 +125,8 @@ int main(int argc, char **argv)
 	}
 	op = argv[1];
 	n = atol(argv[2]);
+	if (strcmp(op, "heal") == 0)
+		return argc < 5 ? 2 : heal_trials(n, argv[3], atol(argv[4]));
 	if (strcmp(op, "connect_fail") == 0) {
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 

@@ -164,6 +164,46 @@ def bench_storm(total, procs, scratch):
     }
 
 
+# ----- heal -----
+
+ECHO = os.path.join(BUILD, "echo_server")
+
+
+def bench_heal(trials, scratch):
+    """Unlink returns -> a new client's connect succeeds, for each way of
+    healing, the client retrying every 100 us. The flap guard is opened wide:
+    these heals are back to back on purpose."""
+    out = {}
+    variants = [("link", [], "fd"), ("fd", ["--no-guard"], "fd"),
+                ("notify", ["--no-guard"], "notify")]
+    for delay in ("20", "0"):
+        for name, flags, heal in variants:
+            d = os.path.join(scratch, "heal-%s-%s" % (name, delay))
+            os.makedirs(d, exist_ok=True)
+            path = os.path.join(d, "app.sock")
+            agent = AgentProc("--events", "-", "--heal-delay", delay,
+                              "--flap-max", "63", "--flap-window", "0.1", *flags)
+            srv = subprocess.Popen([ECHO, path, "--heal", heal], stdout=subprocess.PIPE)
+            try:
+                line = srv.stdout.readline()
+                assert line.startswith(b"ready"), line
+                r = subprocess.run([LOOP, "heal", str(trials), path, "100"],
+                                   capture_output=True, timeout=600)
+                assert r.returncode == 0, r.stderr.decode()
+                res = json.loads(r.stdout)
+            finally:
+                srv.kill()
+                srv.wait()
+                agent.stop()
+            ms = [t["heal_ms"] for t in res["trials"]]
+            failed = [t["failed"] for t in res["trials"]]
+            out["%s_delay%sms" % (name, delay)] = {
+                "heal_ms": summary(ms), "failed_connects_total": res["failed"],
+                "failed_connects_per_heal": summary(failed),
+                "retry_every_us": 100, "heal_delay_ms": int(delay)}
+    return out
+
+
 # ----- overhead -----
 
 OVERHEAD_OPS = [("connect_fail", "path"), ("connect_ok", "dir"), ("bind_unlink", "dir"),
@@ -214,6 +254,7 @@ def main():
     sections = [
         ("detection", lambda: bench_detection(5 if small else 200, scratch)),
         ("storm", lambda: bench_storm(2000 if small else 1_000_000, 2, scratch)),
+        ("heal", lambda: bench_heal(5 if small else 100, scratch)),
         ("overhead", lambda: bench_overhead(2000 if small else 200_000,
                                             1 if small else 5, scratch)),
     ]

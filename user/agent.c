@@ -911,7 +911,17 @@ static void ctl_changed(void *ctx)
 
 static void ctl_healed(void *ctx, struct endpoint *e)
 {
-	heal_verify(e, ctx);
+	struct agent *a = ctx;
+
+	/* the path may have been removed again while the server was adopting:
+	 * that loss belongs to the new listener, and is healed like any other */
+	if (!listener_path_matches(&e->l, e->path)) {
+		e->recovered_how = NULL;
+		report_socket_unlinked(a, e, NULL, "scan", 0);
+		heal_timer_arm(a);
+		return;
+	}
+	heal_verify(e, a);
 }
 
 static bool healer_rebind(void *ctx, struct endpoint *e)

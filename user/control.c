@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,7 @@ const char *control_decode(const char *buf, size_t len, struct ctl_request *req)
 
 /* ----- sending ----- */
 
-static void peer_kill(struct ctl_peer *p, const char *why);
+static void peer_kill(struct ctl_peer *p, const char *why, const char *reg_why);
 
 static int peer_sendmsg(struct ctl_peer *p, const char *buf, size_t len, int fd)
 {
@@ -151,7 +152,7 @@ static void peer_flush(struct ctl_peer *p)
 		if (rc == -EAGAIN)
 			break;
 		if (rc) {
-			peer_kill(p, "send failed");
+			peer_kill(p, "send failed", "disconnected");
 			return;
 		}
 		p->outq_head = (p->outq_head + 1) % CONTROL_OUTQ;
@@ -174,7 +175,7 @@ static void peer_send_json(struct ctl_peer *p, json_t *msg)
 	if (p->outq_n == 0 && peer_sendmsg(p, s, len, -1) == 0)
 		goto out;
 	if (p->outq_n == CONTROL_OUTQ || len > CONTROL_MSG_MAX) {
-		peer_kill(p, "does not read its replies");
+		peer_kill(p, "does not read its replies", "disconnected");
 		goto out;
 	}
 	struct ctl_msg_out *m = &p->outq[(p->outq_head + p->outq_n) % CONTROL_OUTQ];
@@ -388,16 +389,24 @@ static bool listener_at_path(const char *path, struct unix_listener *out)
 
 static bool peer_holds(const struct ctl_peer *p, uint64_t sock_ino)
 {
-	struct owner_map om = {0};
-	bool held = false;
+	return discovery_pid_holds(p->owner.pid, sock_ino);
+}
 
-	if (discovery_owners(&sock_ino, 1, &om) != 0)
+/* What the server listens on now. heal fd: the very socket the agent sent,
+ * found through the agent's own copy, whatever the path went through since;
+ * heal notify: the listener the path resolves to. */
+static bool adopted_listener(const struct registration *r, struct unix_listener *l)
+{
+	int listening = 0;
+	socklen_t ol = sizeof(listening);
+
+	if (r->heal != HEAL_FD)
+		return listener_at_path(r->e->path, l) && peer_holds(r->peer, l->sock_ino);
+	if (r->our_fd < 0 ||
+	    getsockopt(r->our_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening)
 		return false;
-	for (size_t i = 0; i < om.n; i++)
-		if (om.v[i].o.pid == p->owner.pid)
-			held = true;
-	owner_map_free(&om);
-	return held;
+	return discovery_get(socket_inode_of_fd(r->our_fd), l) == 0 &&
+	       peer_holds(r->peer, l->sock_ino);
 }
 
 static void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
@@ -416,8 +425,7 @@ static void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
 		reply_error(p, req->path, "unexpected", "no rebind with this seq is in flight");
 		return;
 	}
-	if (!listener_at_path(e->path, &l) || !peer_holds(p, l.sock_ino) ||
-	    (r->heal == HEAL_FD && l.vfs_ino != r->our_ino)) {
+	if (!adopted_listener(r, &l)) {
 		rebind_failed(r, "not_listening_after_adopt");
 		return;
 	}
@@ -460,13 +468,28 @@ void control_on_bind(struct control *c, struct endpoint *e)
 
 /* ----- registration ----- */
 
+/* Ends a registration; `why` is what the event says: "target_exited" when the
+ * server exits, else the reason of a target_unregistered ("unregister",
+ * "disconnected"). NULL ends it silently (the agent is stopping). */
 static void registration_end(struct registration *r, const char *why)
 {
 	struct ctl_peer *p = r->peer;
+	struct control *c = p->ctl;
 	struct registration **pp;
 
 	if (r->inflight)
-		rebind_failed(r, why);
+		rebind_failed(r, why ? why : "agent_stopping");
+	if (why && r->e) {
+		bool exited = strcmp(why, "target_exited") == 0;
+		json_t *ev = ctl_event(c, exited ? "target_exited" : "target_unregistered",
+				       exited ? "warning" : "info", r->e->path);
+
+		if (!exited)
+			json_object_set_new(ev, "reason", json_string(why));
+		json_object_set_new(ev, "heal", json_string(heal_name(r->heal)));
+		set_peer_owner(ev, p);
+		c->hooks.emit(c->hooks.ctx, ev);
+	}
 	for (pp = &p->regs; *pp; pp = &(*pp)->next) {
 		if (*pp == r) {
 			*pp = r->next;
@@ -474,7 +497,7 @@ static void registration_end(struct registration *r, const char *why)
 		}
 	}
 	p->n_regs--;
-	p->ctl->n_regs--;
+	c->n_regs--;
 	if (r->e) {
 		r->e->reg = NULL;
 		r->e->origin &= ~EP_FROM_REGISTER;
@@ -624,7 +647,7 @@ static void on_unregister(struct ctl_peer *p, const struct ctl_request *req)
 		reply_error(p, req->path, "not_registered", "this connection did not register it");
 		return;
 	}
-	registration_end(e->reg, "unregistered");
+	registration_end(e->reg, "unregister");
 	reply_ok(p, "unregistered", req->path);
 }
 
@@ -636,7 +659,8 @@ static void peer_free_regs(struct ctl_peer *p, const char *why)
 		registration_end(p->regs, why);
 }
 
-static void peer_kill(struct ctl_peer *p, const char *why)
+/* Drops a peer; its registrations end with `reg_why` (see registration_end). */
+static void peer_kill(struct ctl_peer *p, const char *why, const char *reg_why)
 {
 	struct control *c = p->ctl;
 
@@ -644,7 +668,7 @@ static void peer_kill(struct ctl_peer *p, const char *why)
 		return;
 	log_debug("control peer pid %d dropped: %s", p->owner.pid, why);
 	p->dead = true;
-	peer_free_regs(p, "disconnected");
+	peer_free_regs(p, reg_why);
 	loop_del(c->epfd, &p->w);
 	close(p->w.fd);
 	if (p->pidfd >= 0) {
@@ -668,7 +692,40 @@ static void peer_bad(struct ctl_peer *p, const char *path, const char *word,
 {
 	reply_error(p, path, word, text);
 	if (++p->bad_msgs >= CONTROL_BAD_MSGS_MAX)
-		peer_kill(p, "too many malformed messages");
+		peer_kill(p, "too many malformed messages", "disconnected");
+}
+
+static void on_peer_exit(struct watcher *w, uint32_t events);
+
+/* Whether the peer process is exiting or gone: its pidfd is readable, or the
+ * kernel has marked it PF_EXITING (set before do_exit closes its files). */
+static bool peer_exiting(const struct ctl_peer *p)
+{
+	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+	char path[64], buf[1024];
+	unsigned long flags = 0;
+	const char *rp;
+	ssize_t n;
+	int fd;
+
+	if (p->pidfd < 0)
+		return false;
+	if (poll(&pfd, 1, 0) == 1)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", p->owner.pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	/* fields after the command name: state ppid pgrp session tty tpgid flags */
+	rp = strrchr(buf, ')');
+	if (!rp || sscanf(rp + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return false;
+	return flags & 0x4; /* PF_EXITING */
 }
 
 static void on_peer(struct watcher *w, uint32_t events)
@@ -698,7 +755,12 @@ static void on_peer(struct watcher *w, uint32_t events)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		peer_kill(p, n == 0 ? "closed" : strerror(errno));
+		/* a server that dies closes its control fd before its pidfd
+		 * reports the exit: tell the two apart so the event is right */
+		if (peer_exiting(p))
+			on_peer_exit(&p->w_pidfd, EPOLLIN);
+		else
+			peer_kill(p, n == 0 ? "closed" : strerror(errno), "disconnected");
 		return;
 	}
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
@@ -748,18 +810,11 @@ out:
 static void on_peer_exit(struct watcher *w, uint32_t events)
 {
 	struct ctl_peer *p = w->ctx;
-	struct control *c = p->ctl;
 
+	(void)events;
 	if (p->dead)
 		return;
-	for (struct registration *r = p->regs; r; r = r->next) {
-		json_t *ev = ctl_event(c, "target_exited", "warning", r->e->path);
-
-		set_peer_owner(ev, p);
-		c->hooks.emit(c->hooks.ctx, ev);
-	}
-	peer_free_regs(p, "target_exited");
-	peer_kill(p, "exited");
+	peer_kill(p, "exited", "target_exited");
 }
 
 static void on_accept(struct watcher *w, uint32_t events)
@@ -891,7 +946,7 @@ static void graveyard_free(struct control *c)
 void control_close(struct control *c)
 {
 	while (c->peers)
-		peer_kill(c->peers, "agent stopping");
+		peer_kill(c->peers, "agent stopping", NULL);
 	graveyard_free(c);
 	if (c->w_abstract.fd >= 0)
 		close(c->w_abstract.fd);

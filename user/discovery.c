@@ -299,6 +299,40 @@ uint64_t fd_socket_inode(pid_t pid, int fd)
 	return ino;
 }
 
+/* The sockfs inode an fd entry of /proc/<pid>/fd links to, or 0. */
+static uint64_t fd_entry_socket_inode(const char *fddir, const char *name)
+{
+	char link[64], lp[384];
+	unsigned long long ino;
+	ssize_t n;
+
+	if (name[0] == '.')
+		return 0;
+	snprintf(lp, sizeof(lp), "%s/%s", fddir, name);
+	n = readlink(lp, link, sizeof(link) - 1);
+	if (n <= 8 || strncmp(link, "socket:[", 8) != 0)
+		return 0;
+	link[n] = 0;
+	return sscanf(link, "socket:[%llu]", &ino) == 1 ? ino : 0;
+}
+
+bool discovery_pid_holds(pid_t pid, uint64_t sock_ino)
+{
+	char fddir[64];
+	struct dirent *fe;
+	bool held = false;
+	DIR *d;
+
+	snprintf(fddir, sizeof(fddir), "/proc/%d/fd", pid);
+	d = opendir(fddir);
+	if (!d)
+		return false;
+	while (!held && (fe = readdir(d)))
+		held = fd_entry_socket_inode(fddir, fe->d_name) == sock_ino;
+	closedir(d);
+	return held;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -330,18 +364,9 @@ int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out)
 		if (!fds)
 			continue;
 		while ((fe = readdir(fds))) {
-			char link[64], lp[320];
-			unsigned long long ino;
-			ssize_t n;
+			uint64_t ino = fd_entry_socket_inode(fddir, fe->d_name);
 
-			if (fe->d_name[0] == '.')
-				continue;
-			snprintf(lp, sizeof(lp), "%s/%s", fddir, fe->d_name);
-			n = readlink(lp, link, sizeof(link) - 1);
-			if (n <= 8 || strncmp(link, "socket:[", 8) != 0)
-				continue;
-			link[n] = 0;
-			if (sscanf(link, "socket:[%llu]", &ino) != 1)
+			if (!ino)
 				continue;
 			if (!bsearch(&(uint64_t){ino}, inos, n_inos, sizeof(*inos), cmp_u64))
 				continue;

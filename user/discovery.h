@@ -60,6 +60,8 @@ void owner_map_free(struct owner_map *m);
 bool owner_read(pid_t pid, struct owner *o);
 /* Whether two processes run the same program (exe, and script for interpreters). */
 bool owner_same_program(const struct owner *a, const struct owner *b);
+/* Whether process pid has an fd on the socket with this sockfs inode. */
+bool discovery_pid_holds(pid_t pid, uint64_t sock_ino);
 /* The sockfs inode behind /proc/<pid>/fd/<fd>, or 0. */
 uint64_t fd_socket_inode(pid_t pid, int fd);
 /* Reads /proc/<pid>/cwd into out. */

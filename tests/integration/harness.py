@@ -20,6 +20,8 @@ AGENT = os.path.join(ROOT, "build", "sockwarden")
 IN_CI = os.environ.get("CI") == "true"
 
 TESTS = []
+# every process a test starts, stopped after it whatever happened
+LIVE = []
 
 
 class Skip(Exception):
@@ -56,6 +58,7 @@ class Agent:
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
                                      stderr=self.stderr, env=env)
+        LIVE.append(self.proc)
         self._offset = 0
         self._buf = b""
         self.events = []
@@ -159,6 +162,43 @@ def run_py(code, *args, cwd=None):
     return p.pid, out.decode()
 
 
+def peercred(sock):
+    """(pid, uid, gid) of the process that listened, as SO_PEERCRED says."""
+    import struct
+    return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+
+
+def echo(sock, data=b"ping"):
+    """Sends data and reads the same bytes back."""
+    sock.settimeout(5)
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = sock.recv(100)
+        assert chunk, "connection closed"
+        got += chunk
+    assert got == data, got
+    return got
+
+
+def client(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(path)
+    return s
+
+
+def mount_root(path):
+    """The mount point holding path, from /proc/self/mountinfo."""
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4]
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+                best = mp
+    return best
+
+
 def connect_errno(path, typ=socket.SOCK_STREAM, nonblock=False):
     s = socket.socket(socket.AF_UNIX, typ)
     if nonblock:
@@ -170,6 +210,38 @@ def connect_errno(path, typ=socket.SOCK_STREAM, nonblock=False):
         return e.errno
     finally:
         s.close()
+
+
+def reap_live():
+    while LIVE:
+        p = LIVE.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+class LineReader:
+    """Lines from a child's stdout without Python's buffering, so select()
+    tells the truth about what is left to read."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.fd = proc.stdout.fileno()
+        self.buf = b""
+        self.lines = []
+
+    def pump(self, timeout):
+        import select
+        r, _, _ = select.select([self.fd], [], [], max(timeout, 0))
+        if r:
+            data = os.read(self.fd, 65536)
+            if not data:
+                return False
+            self.buf += data
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                self.lines.append(line.decode())
+        return True
 
 
 def main():
@@ -205,6 +277,7 @@ def main():
             print("FAIL %-50s" % fn.__name__, flush=True)
             traceback.print_exc()
         finally:
+            reap_live()
             subprocess.run(["rm", "-rf", scratch])
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0

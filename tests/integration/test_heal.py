@@ -8,21 +8,11 @@ import subprocess
 import sys
 import time
 
-from harness import (Agent, Server, ROOT, connect_errno, run_py, test, wait_until)
+from harness import (Agent, Server, ROOT, connect_errno, echo, mount_root, peercred, run_py,
+                     test, wait_until)
 
 PLAIN = os.path.join(ROOT, "build", "plain_server")
 GUARD_DIR = "/.sockwarden-guard"  # the test scratch lives on the root mount
-
-
-def mount_root(path):
-    """The mount point holding path, from /proc/self/mountinfo."""
-    best = "/"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4]
-            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-                best = mp
-    return best
 
 
 def guards_of(path):
@@ -63,20 +53,7 @@ class Proc:
 
 
 def peer_pid(sock):
-    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET,
-                                                        socket.SO_PEERCRED, 12))
-    return pid, uid
-
-
-def echo(sock, data=b"ping"):
-    sock.sendall(data)
-    sock.settimeout(5)
-    got = b""
-    while len(got) < len(data):
-        chunk = sock.recv(100)
-        assert chunk, "connection closed"
-        got += chunk
-    return got
+    return peercred(sock)[:2]
 
 
 def heal_scenario(scratch, kind):
