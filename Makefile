@@ -1,6 +1,7 @@
 # sockwarden — build, test, run, install.
 #
-#   make            build build/sockwarden, build/libsockwarden.{a,so}
+#   make            build build/sockwarden, build/libsockwarden.{a,so}, build/sockwarden.pc,
+#                   build/echo_server (the libsockwarden example)
 #   make deps       install missing Debian 12 packages (idempotent, quiet when all is there)
 #   make test       deps + build + every test (unit, BPF integration, end to end)
 #   make run        deps + build + run the agent host-wide, JSON Lines on stdout
@@ -21,6 +22,8 @@ endif
 
 OUTPUT ?= build
 PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR ?=
 VERSION := 0.1.0
 
@@ -47,11 +50,16 @@ AGENT_SRCS := $(wildcard user/*.c)
 AGENT_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(AGENT_SRCS))
 LIB_SRCS := $(wildcard user/lib/*.c)
 LIB_OBJS := $(patsubst user/lib/%.c,$(OUTPUT)/lib/%.o,$(LIB_SRCS))
+LIB_HDRS := user/include/sockwarden.h $(wildcard user/lib/*.h)
+# bpf/sockwarden.h would shadow the public header: the library and its
+# users see user/include only.
+LIB_CFLAGS = $(filter-out -I%,$(CFLAGS)) -Iuser/include
 SKEL := $(OUTPUT)/sockwarden.skel.h
 
 .PHONY: all deps test unit-test integration-test run bench bench-smoke install clean
 
-all: $(OUTPUT)/sockwarden $(OUTPUT)/libsockwarden.a $(OUTPUT)/libsockwarden.so
+all: $(OUTPUT)/sockwarden $(OUTPUT)/libsockwarden.a $(OUTPUT)/libsockwarden.so \
+	$(OUTPUT)/sockwarden.pc $(OUTPUT)/echo_server
 
 deps:
 	@missing=$$(for p in $(DEPS); do \
@@ -79,9 +87,10 @@ $(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h) bpf/sockwarden.h $(SKEL) | $(O
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(OUTPUT)/lib/%.o: user/lib/%.c user/include/sockwarden.h | $(OUTPUT)/lib
+# libsockwarden: libc only, everything hidden but the SW_API symbols.
+$(OUTPUT)/lib/%.o: user/lib/%.c $(LIB_HDRS) | $(OUTPUT)/lib
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+	$(Q)$(CC) $(LIB_CFLAGS) -Iuser/lib -fPIC -fvisibility=hidden -c $< -o $@
 
 $(OUTPUT)/sockwarden: $(AGENT_OBJS)
 	$(call msg,LINK,$@)
@@ -93,7 +102,17 @@ $(OUTPUT)/libsockwarden.a: $(LIB_OBJS)
 
 $(OUTPUT)/libsockwarden.so: $(LIB_OBJS)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) -shared -Wl,-soname,libsockwarden.so.0 $^ -o $@
+	$(Q)$(CC) -shared -Wl,-soname,libsockwarden.so.0 -Wl,-z,defs $^ -o $@
+
+$(OUTPUT)/sockwarden.pc: user/lib/sockwarden.pc.in Makefile | $(OUTPUT)
+	$(call msg,GEN,$@)
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# The libsockwarden example (docs/libsockwarden.md), linked statically.
+$(OUTPUT)/echo_server: examples/echo_server.c $(OUTPUT)/libsockwarden.a user/include/sockwarden.h | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(LIB_CFLAGS) $< $(OUTPUT)/libsockwarden.a -o $@
 
 $(OUTPUT)/bench-loop: bench/loop.c | $(OUTPUT)
 	$(call msg,CC,$@)
@@ -121,3 +140,88 @@ test: deps all
 clean:
 	$(call msg,CLEAN,$(OUTPUT))
 	$(Q)rm -rf $(OUTPUT)
+
+# ---- man pages and `make install` -------------------------------------------
+#
+#   make install PREFIX=/usr DESTDIR=/tmp/root
+#
+# installs, under $(DESTDIR):
+#   $(SBINDIR)/sockwarden                         the agent (a root daemon: sbin)
+#   $(LIBDIR)/libsockwarden.so.$(VERSION), .so.0 -> it, .so -> .so.0, .a
+#   $(INCLUDEDIR)/sockwarden.h
+#   $(PKGCONFIGDIR)/sockwarden.pc                 names $(PREFIX), not build/
+#   $(MANDIR)/man8/sockwarden.8, man5/sockwarden.conf.5, man3/libsockwarden.3
+#   $(SYSTEMDUNITDIR)/sockwarden.service          default $(PREFIX)/lib/systemd/system:
+#                                                 systemd searches both /usr/lib/systemd/system
+#                                                 and /usr/local/lib/systemd/system
+#   $(SYSCONFDIR)/sockwarden/sockwarden.conf      only if absent: an edited config is kept
+#
+# dist/sockwarden.service names the default paths (/usr/local/sbin,
+# /etc/sockwarden); the installed copy names $(SBINDIR) and $(SYSCONFDIR).
+# Nothing here needs the test dependencies.
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL ?= install
+
+MANPAGES := $(OUTPUT)/man/sockwarden.8 $(OUTPUT)/man/sockwarden.conf.5 \
+	$(OUTPUT)/man/libsockwarden.3
+
+all: $(MANPAGES)
+
+$(OUTPUT)/man:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/man/%: docs/man/%.scd | $(OUTPUT)/man
+	$(call msg,SCDOC,$@)
+	$(Q)scdoc < $< > $@
+
+# Substituted at install time, so the installed files name the prefix of this
+# `make install`, whatever `make` was run with.
+INSTALL_SED = -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
+UNIT_SED = -e 's|/usr/local/sbin/sockwarden|$(SBINDIR)/sockwarden|g' \
+	-e 's|/etc/sockwarden/|$(SYSCONFDIR)/sockwarden/|g'
+
+install: $(OUTPUT)/sockwarden $(OUTPUT)/libsockwarden.a $(OUTPUT)/libsockwarden.so $(MANPAGES)
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)mkdir -p $(OUTPUT)/install
+	$(Q)sed $(INSTALL_SED) user/lib/sockwarden.pc.in > $(OUTPUT)/install/sockwarden.pc
+	$(Q)sed $(UNIT_SED) dist/sockwarden.service > $(OUTPUT)/install/sockwarden.service
+	$(Q)$(INSTALL) -D -m 0755 $(OUTPUT)/sockwarden $(DESTDIR)$(SBINDIR)/sockwarden
+	$(Q)$(INSTALL) -D -m 0755 $(OUTPUT)/libsockwarden.so \
+		$(DESTDIR)$(LIBDIR)/libsockwarden.so.$(VERSION)
+	$(Q)ln -sfn libsockwarden.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsockwarden.so.0
+	$(Q)ln -sfn libsockwarden.so.0 $(DESTDIR)$(LIBDIR)/libsockwarden.so
+	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/libsockwarden.a $(DESTDIR)$(LIBDIR)/libsockwarden.a
+	$(Q)$(INSTALL) -D -m 0644 user/include/sockwarden.h $(DESTDIR)$(INCLUDEDIR)/sockwarden.h
+	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/install/sockwarden.pc \
+		$(DESTDIR)$(PKGCONFIGDIR)/sockwarden.pc
+	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/man/sockwarden.8 $(DESTDIR)$(MANDIR)/man8/sockwarden.8
+	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/man/sockwarden.conf.5 \
+		$(DESTDIR)$(MANDIR)/man5/sockwarden.conf.5
+	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/man/libsockwarden.3 \
+		$(DESTDIR)$(MANDIR)/man3/libsockwarden.3
+	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/install/sockwarden.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/sockwarden.service
+	$(Q)if [ -e $(DESTDIR)$(SYSCONFDIR)/sockwarden/sockwarden.conf ]; then \
+		echo "  KEEP     $(DESTDIR)$(SYSCONFDIR)/sockwarden/sockwarden.conf (exists)"; \
+	else \
+		$(INSTALL) -D -m 0644 dist/sockwarden.conf \
+			$(DESTDIR)$(SYSCONFDIR)/sockwarden/sockwarden.conf; \
+	fi
+	$(Q)if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+# Removes what `make install` put there, except the config (yours now).
+.PHONY: uninstall
+uninstall:
+	$(call msg,UNINST,$(DESTDIR)$(PREFIX))
+	$(Q)rm -f $(DESTDIR)$(SBINDIR)/sockwarden \
+		$(DESTDIR)$(LIBDIR)/libsockwarden.so.$(VERSION) \
+		$(DESTDIR)$(LIBDIR)/libsockwarden.so.0 $(DESTDIR)$(LIBDIR)/libsockwarden.so \
+		$(DESTDIR)$(LIBDIR)/libsockwarden.a $(DESTDIR)$(INCLUDEDIR)/sockwarden.h \
+		$(DESTDIR)$(PKGCONFIGDIR)/sockwarden.pc $(DESTDIR)$(MANDIR)/man8/sockwarden.8 \
+		$(DESTDIR)$(MANDIR)/man5/sockwarden.conf.5 $(DESTDIR)$(MANDIR)/man3/libsockwarden.3 \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/sockwarden.service

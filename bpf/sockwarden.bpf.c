@@ -540,6 +540,7 @@ static __always_inline void connect__failed(struct connect_scratch *s, int err)
 	__builtin_memcpy(&k->path, path, sizeof(k->path));
 	k->err = err;
 	counter__add(SW_CNT_CONNECT_FAILURES, 1);
+	counter__add(SW_CNT_FAILURES_BY_ERR + err, 1);
 
 	st = bpf_map_lookup_elem(&connect_stats, k);
 	if (!st) {

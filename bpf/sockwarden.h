@@ -64,8 +64,12 @@ enum sw_counter {
 	SW_CNT_INFLIGHT_FULL = 3,    /* a syscall could not be tracked enter→exit */
 	SW_CNT_CONNECT_FAILURES = 4, /* failed connects counted (all watched paths) */
 	SW_CNT_UNLINK_MATCHES = 5,   /* unlink/rename syscalls that matched a name */
-	SW_CNT_MAX = 8,
+	/* failed connects by errno: SW_CNT_FAILURES_BY_ERR + enum sw_connect_err */
+	SW_CNT_FAILURES_BY_ERR = 6,
+	SW_CNT_MAX = 12,
 };
+_Static_assert(SW_CNT_FAILURES_BY_ERR + SW_ERR_MAX <= SW_CNT_MAX,
+	       "per-errno counters fit in the counters map");
 
 struct sw_proc {
 	__u32 pid;  /* thread id */

@@ -22,6 +22,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "actions.h"
 #include "clock.h"
 #include "coalescer.h"
 #include "control.h"
@@ -30,10 +31,13 @@
 #include "events.h"
 #include "exitcodes.h"
 #include "healer.h"
+#include "journal.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "paths.h"
 #include "sinks.h"
+#include "state.h"
 #include "sockwarden.h"
 #include "sockwarden.skel.h"
 
@@ -64,6 +68,14 @@ struct agent {
 	uint64_t ringbuf_full_reported;
 	uint64_t sink_dropped_reported;
 	uint64_t records;
+	uint64_t events;
+	struct metrics metrics;
+	bool have_journal;
+	struct journal_sink journal;
+	struct state_writer state;
+	uint64_t started_mono_ns;
+	struct actions actions;
+	bool have_actions;
 };
 
 static bool inode_set_has(const struct inode_set *s, uint64_t ino)
@@ -103,11 +115,65 @@ static bool path_watched(const struct agent *a, const char *path)
 
 /* ----- emitting ----- */
 
+/* Status shows each endpoint's last error: the last error event about it. */
+static void note_last_error(struct agent *a, json_t *ev)
+{
+	const char *sev = json_string_value(json_object_get(ev, "severity"));
+	const char *path = json_string_value(json_object_get(ev, "path"));
+	const char *name = json_string_value(json_object_get(ev, "event"));
+	const char *reason = json_string_value(json_object_get(ev, "reason"));
+	struct endpoint *e;
+
+	if (!sev || strcmp(sev, "error") != 0 || !path || !name)
+		return;
+	e = ep_lookup(&a->eps, path);
+	if (!e)
+		return;
+	snprintf(e->last_error, sizeof(e->last_error), "%s", name);
+	snprintf(e->last_error_reason, sizeof(e->last_error_reason), "%s", reason ? reason : "");
+	e->last_error_ns = clock_mono_ns();
+}
+
+/* The config's section for e's path, looked up once. */
+static const struct path_cfg *ep_cfg(struct agent *a, struct endpoint *e)
+{
+	if (!e->cfg && a->opt->paths.n)
+		e->cfg = path_cfg_find(&a->opt->paths, e->path);
+	return e->cfg;
+}
+
+static uint64_t window_of(const char *path, void *ctx)
+{
+	struct agent *a = ctx;
+	const struct path_cfg *pc = path_cfg_find(&a->opt->paths, path);
+
+	return pc && pc->has_window ? pc->window_ns : a->opt->window_ns;
+}
+
+/* Every event goes through here, to every sink, in the order it happened;
+ * then the path's configured action, if the event calls for one. */
 static void emit(struct agent *a, json_t *ev)
 {
+	const char *path = json_string_value(json_object_get(ev, "path"));
+	struct endpoint *e = path && a->have_actions ? ep_lookup(&a->eps, path) : NULL;
+	char name[32] = "", reason[48] = "";
+
+	a->events++;
+	metrics_count(&a->metrics, ev);
+	note_last_error(a, ev);
+	state_mark_dirty(&a->state, clock_mono_ns());
+	if (e && ep_cfg(a, e)) {
+		snprintf(name, sizeof(name), "%s", json_string_value(json_object_get(ev, "event")));
+		snprintf(reason, sizeof(reason), "%s",
+			 json_string_value(json_object_get(ev, "reason")) ?: "");
+	}
+	if (a->have_journal)
+		journal_emit(&a->journal, ev);
 	sinks_emit(&a->sinks, ev);
 	json_decref(ev);
 	a->sink_waiting = sinks_flush(&a->sinks);
+	if (name[0])
+		actions_on_event(&a->actions, e, name, reason);
 }
 
 static json_t *ev_path(struct agent *a, const char *name, const char *sev,
@@ -165,6 +231,7 @@ static void report_socket_unlinked(struct agent *a, struct endpoint *e,
 	ev_owners(ev, e);
 	json_object_set_new(ev, "via", json_string(via));
 	json_object_set_new(ev, "inode", json_integer((json_int_t)e->l.vfs_ino));
+	ep_cfg(a, e); /* the healer reads the path's section */
 	e->lost = true;
 	e->lost_ns = mono ? mono : clock_mono_ns();
 	e->have_lost_actor = actor != NULL;
@@ -826,11 +893,159 @@ static void report_losses(struct agent *a)
 	}
 }
 
+/* ----- status, state file, metrics ----- */
+
+struct status_ctx {
+	struct agent *a;
+	json_t *arr;
+	uint64_t now;
+	uint64_t lost, registered, circuits_open;
+};
+
+static void status_visit(struct endpoint *e, void *ctx)
+{
+	struct status_ctx *c = ctx;
+	struct agent *a = c->a;
+	json_t *j, *streaks;
+
+	if (!e->has_listener && !e->lost && !(e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER)))
+		return;
+	c->lost += e->lost;
+	c->registered += e->reg != NULL;
+	c->circuits_open += e->flap.circuit != FLAP_CLOSED;
+	if (!c->arr)
+		return;
+	j = state_endpoint_json(e, a->env.real_minus_mono_ns, c->now);
+	streaks = json_array();
+	for (int i = 0; i < SW_ERR_MAX; i++) {
+		struct streak *st = coalescer_find(&a->co, e->path, err_of_index[i]);
+		struct sw_connect_stat cs;
+		json_t *o;
+		char ts[64];
+
+		if (!st)
+			continue;
+		o = json_object();
+		json_object_set_new(o, "errno", json_string(errno_name(err_of_index[i])));
+		if (bpf_agent_connect_stat(&a->bpf, e->path, i, &cs) == 0 &&
+		    cs.failures >= st->start_failures)
+			json_object_set_new(o, "failures",
+					    json_integer((json_int_t)(cs.failures -
+								      st->start_failures + 1)));
+		clock_format_rfc3339(st->start_ns + (uint64_t)a->env.real_minus_mono_ns, ts,
+				     sizeof(ts));
+		json_object_set_new(o, "since", json_string(ts));
+		json_array_append_new(streaks, o);
+	}
+	json_object_set_new(j, "streaks", streaks);
+	json_array_append_new(c->arr, j);
+}
+
+static void metrics_gauges_fill(struct agent *a, struct metrics_gauges *g)
+{
+	struct status_ctx c = { .a = a, .now = clock_mono_ns() };
+
+	memset(g, 0, sizeof(*g));
+	ep_foreach(&a->eps, status_visit, &c);
+	g->mode = attach_mode_name(a->bpf.mode);
+	g->endpoints = a->eps.count;
+	g->endpoints_lost = c.lost;
+	g->streaks_open = a->co.n_open;
+	g->registered = c.registered;
+	g->circuits_open = c.circuits_open;
+	for (int i = 0; i < SW_ERR_MAX; i++)
+		g->failures_by_err[i] = bpf_agent_counter(&a->bpf, SW_CNT_FAILURES_BY_ERR + i);
+	g->kernel_drops[0] = bpf_agent_counter(&a->bpf, SW_CNT_RINGBUF_FULL);
+	g->kernel_drops[1] = bpf_agent_counter(&a->bpf, SW_CNT_STAT_MAP_FULL);
+	g->kernel_drops[2] = bpf_agent_counter(&a->bpf, SW_CNT_CLIENT_MAP_FULL);
+	g->kernel_drops[3] = bpf_agent_counter(&a->bpf, SW_CNT_INFLIGHT_FULL);
+	g->records = a->records;
+	g->start_time_s = (double)(a->started_mono_ns + (uint64_t)a->env.real_minus_mono_ns) / 1e9;
+}
+
+static json_t *agent_status(void *ctx)
+{
+	struct agent *a = ctx;
+	const struct agent_options *o = a->opt;
+	struct status_ctx c = { .a = a, .arr = json_array(), .now = clock_mono_ns() };
+	json_t *doc = json_object(), *cnt = json_object();
+	char ts[64];
+
+	ep_foreach(&a->eps, status_visit, &c);
+	json_object_set_new(doc, "schema", json_integer(STATE_SCHEMA_VERSION));
+	json_object_set_new(doc, "version", json_string(SOCKWARDEN_VERSION));
+	json_object_set_new(doc, "pid", json_integer(getpid()));
+	json_object_set_new(doc, "host", json_string(a->env.host));
+	json_object_set_new(doc, "boot_id", json_string(a->env.boot_id));
+	json_object_set_new(doc, "mode", json_string(attach_mode_name(a->bpf.mode)));
+	json_object_set_new(doc, "mode_reason", json_string(a->bpf.mode_reason));
+	clock_format_rfc3339(a->started_mono_ns + (uint64_t)a->env.real_minus_mono_ns, ts,
+			     sizeof(ts));
+	json_object_set_new(doc, "started", json_string(ts));
+	clock_format_rfc3339(clock_real_ns(), ts, sizeof(ts));
+	json_object_set_new(doc, "written", json_string(ts));
+	json_object_set_new(doc, "uptime_s",
+			    json_real((double)(c.now - a->started_mono_ns) / 1e9));
+	json_object_set_new(doc, "config", o->config_file ? json_string(o->config_file)
+							  : json_null());
+	json_object_set_new(doc, "guards", json_boolean(!o->no_guard));
+	json_object_set_new(doc, "heal_delay_ms",
+			    json_integer((json_int_t)(o->heal_delay_ns / NSEC_PER_MSEC)));
+	json_object_set_new(doc, "flap_max", json_integer(o->flap.max_heals));
+	json_object_set_new(doc, "flap_window_s",
+			    json_integer((json_int_t)(o->flap.window_ns / NSEC_PER_SEC)));
+	json_object_set_new(doc, "window_s", json_real((double)o->window_ns / 1e9));
+	json_object_set_new(cnt, "records", json_integer((json_int_t)a->records));
+	json_object_set_new(cnt, "events", json_integer((json_int_t)a->events));
+	json_object_set_new(cnt, "lost", json_integer((json_int_t)(
+		bpf_agent_counter(&a->bpf, SW_CNT_RINGBUF_FULL) + a->metrics.events_lost_sink)));
+	json_object_set_new(cnt, "connect_failures", json_integer((json_int_t)
+		bpf_agent_counter(&a->bpf, SW_CNT_CONNECT_FAILURES)));
+	json_object_set_new(cnt, "heals_ok", json_integer((json_int_t)a->healer.heals_ok));
+	json_object_set_new(cnt, "heals_failed", json_integer((json_int_t)a->healer.heals_failed));
+	json_object_set_new(cnt, "heals_skipped",
+			    json_integer((json_int_t)a->healer.heals_skipped));
+	json_object_set_new(cnt, "circuits_opened", json_integer((json_int_t)a->healer.suppressed));
+	json_object_set_new(cnt, "endpoints_lost", json_integer((json_int_t)c.lost));
+	json_object_set_new(cnt, "registered", json_integer((json_int_t)c.registered));
+	json_object_set_new(cnt, "streaks_open", json_integer((json_int_t)a->co.n_open));
+	json_object_set_new(doc, "counters", cnt);
+	json_object_set_new(doc, "endpoints", c.arr);
+	return doc;
+}
+
+static void state_flush(struct agent *a, bool force)
+{
+	uint64_t now = clock_mono_ns();
+	json_t *doc;
+	int rc;
+
+	if (!a->state.file || (!force && (!a->state.dirty || now < state_next_deadline(&a->state))))
+		return;
+	doc = agent_status(a);
+	rc = state_write(&a->state, doc, now, force);
+	json_decref(doc);
+	if (rc)
+		log_warn("state file %s: %s", a->state.file, strerror(-rc));
+}
+
+static void metrics_flush(struct agent *a)
+{
+	struct metrics_gauges g;
+
+	if (!a->metrics.httpd && !a->metrics.file)
+		return;
+	metrics_gauges_fill(a, &g);
+	metrics_publish(&a->metrics, &g);
+}
+
 static void on_tick(struct agent *a)
 {
 	streaks_reconcile(a);
 	coalescer_tick(&a->co, clock_mono_ns(), read_failures, a);
 	report_losses(a);
+	state_flush(a, false);
+	metrics_flush(a);
 }
 
 /* ----- healing ----- */
@@ -1067,15 +1282,59 @@ int agent_run(const struct agent_options *opt)
 			strerror(-rc));
 		return SW_EXIT_USAGE;
 	}
-	if (ep_table_init(&a.eps, 4096)) {
+	if (ep_table_init(&a.eps, 4096) || metrics_init(&a.metrics)) {
 		status = SW_EXIT_ENV;
 		goto cleanup;
 	}
+	a.started_mono_ns = clock_mono_ns();
+	if (opt->journal) {
+		/* no journald on this host is not an error: sends are counted */
+		if (access("/run/systemd/journal/socket", F_OK) != 0)
+			log_warn("--journal: journald is not running here; events still go to "
+				 "the other sinks");
+		a.have_journal = journal_open(&a.journal) == 0;
+	}
+	if (opt->state_file && opt->state_file[0]) {
+		int prev = 0;
+
+		rc = state_writer_open(&a.state, opt->state_file, &prev);
+		if (rc) {
+			fprintf(stderr, "sockwarden: --state %s: %s\n", opt->state_file,
+				strerror(-rc));
+			status = SW_EXIT_USAGE;
+			goto cleanup;
+		}
+		if (prev)
+			log_info("taking over the state file of agent pid %d, which is gone", prev);
+	}
+	if (opt->metrics_file && metrics_textfile(&a.metrics, opt->metrics_file) != 0) {
+		status = SW_EXIT_ENV;
+		goto cleanup;
+	}
+	if (opt->metrics_addr) {
+		const char *why = "";
+
+		rc = metrics_serve(&a.metrics, opt->metrics_addr, &why);
+		if (rc) {
+			fprintf(stderr, "sockwarden: --metrics %s: %s\n", opt->metrics_addr, why);
+			status = rc == -EINVAL ? SW_EXIT_USAGE : SW_EXIT_ENV;
+			goto cleanup;
+		}
+	}
 	coalescer_init(&a.co, opt->window_ns, coalesced_emit, &a);
+	if (opt->paths.n)
+		a.co.window_of = window_of;
 	healer_init(&a.healer, &hcfg, &a.env, healer_emit, &a);
 	umask(0); /* re-created directories get exactly their recorded modes */
 	for (size_t i = 0; i < opt->n_watch; i++) {
 		struct endpoint *e = ep_get_or_add(&a.eps, opt->watch[i], NULL);
+
+		if (e)
+			e->origin |= EP_FROM_WATCH;
+	}
+	/* a path with a section in the config is one the operator watches */
+	for (size_t i = 0; i < opt->paths.n; i++) {
+		struct endpoint *e = ep_get_or_add(&a.eps, opt->paths.v[i].path, NULL);
 
 		if (e)
 			e->origin |= EP_FROM_WATCH;
@@ -1119,7 +1378,8 @@ int agent_run(const struct agent_options *opt)
 	if (!opt->no_guard)
 		healer_discover_guards(&a.healer);
 	{
-		struct control_hooks hooks = { ctl_emit, ctl_changed, ctl_healed, &a };
+		struct control_hooks hooks = { ctl_emit, ctl_changed, ctl_healed, agent_status,
+					       &a };
 		const char *why = "";
 
 		rc = control_open(&a.ctl, a.epfd, opt->control_path, &a.eps, &a.healer,
@@ -1141,8 +1401,14 @@ int agent_run(const struct agent_options *opt)
 				e->origin |= EP_FROM_WATCH;
 		}
 	}
+	for (size_t i = 0; i < opt->paths.n; i++)
+		if (opt->paths.v[i].action != ACTION_NONE)
+			a.have_actions = true;
+	actions_init(&a.actions, a.epfd, &a.env, &opt->flap, ctl_emit, &a);
 	reconcile(&a, true);
 	emit_started(&a);
+	state_flush(&a, true);
+	metrics_flush(&a);
 
 	while (!a.stopping) {
 		if (a.sinks.have_jsonl)
@@ -1167,6 +1433,8 @@ int agent_run(const struct agent_options *opt)
 		emit(&a, ev);
 	}
 	sinks_drain(&a.sinks, 2000);
+	state_flush(&a, true);
+	metrics_flush(&a);
 	/* a clean stop leaves no guard behind; a crash leaves them for the next run */
 	ep_foreach(&a.eps, guard_remove_visit, &a.healer);
 
@@ -1183,6 +1451,7 @@ cleanup:
 		close(a.heal_tfd);
 	if (a.ctl_open)
 		control_close(&a.ctl);
+	actions_close(&a.actions);
 	healer_free(&a.healer);
 	if (a.bpf.skel)
 		bpf_agent_stop(&a.bpf);
@@ -1191,5 +1460,9 @@ cleanup:
 		ep_table_free(&a.eps);
 	free(a.orphans_reported.v);
 	sinks_close(&a.sinks);
+	if (a.have_journal)
+		journal_close(&a.journal, 1000);
+	metrics_free(&a.metrics);
+	state_writer_close(&a.state);
 	return status;
 }

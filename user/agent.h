@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "bpf_attach.h"
+#include "config.h"
 #include "flapguard.h"
 
 struct agent_options {
@@ -22,6 +23,12 @@ struct agent_options {
 	struct flap_cfg flap;
 	const char *control_path; /* --control */
 	uint64_t rebind_timeout_ns; /* --rebind-timeout */
+	bool journal;             /* --journal */
+	const char *state_file;   /* --state */
+	const char *metrics_addr; /* --metrics HOST:PORT */
+	const char *metrics_file; /* --metrics-file: a textfile-collector file */
+	const char *config_file;  /* the file the settings came from, if any */
+	struct path_cfgs paths;   /* per-path sections of the config */
 };
 
 int agent_run(const struct agent_options *opt);

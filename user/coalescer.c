@@ -67,6 +67,7 @@ void coalescer_failing(struct coalescer *c, const char *path, int err, uint32_t 
 			return;
 		}
 		s->err = err;
+		s->window_ns = c->window_of ? c->window_of(path, c->ctx) : c->window_ns;
 		s->gen = gen;
 		s->start_ns = start_ns;
 		s->start_failures = start_failures;
@@ -124,7 +125,7 @@ void coalescer_tick(struct coalescer *c, uint64_t now_ns, coalescer_read_fn read
 		uint64_t failures = 0;
 		struct coalesced_event ev = {0};
 
-		if (now_ns < s->window_start_ns + c->window_ns)
+		if (now_ns < s->window_start_ns + s->window_ns)
 			continue;
 		if (!read(s->path, s->err, &failures, read_ctx))
 			failures = s->window_base;
@@ -134,11 +135,14 @@ void coalescer_tick(struct coalescer *c, uint64_t now_ns, coalescer_read_fn read
 		ev.mono_ns = now_ns;
 		ev.failures = failures >= s->window_base ? failures - s->window_base : 0;
 		ev.streak_duration_ms = (now_ns - s->start_ns) / NSEC_PER_MSEC;
-		c->emit(&ev, c->ctx);
+		/* a window nobody failed in says nothing new: the streak stays
+		 * open, silently, until a success or the next failure */
+		if (ev.failures > 0)
+			c->emit(&ev, c->ctx);
 		s->window_base = failures;
 		/* windows stay aligned to the streak's start, skipping missed ones */
-		while (s->window_start_ns + c->window_ns <= now_ns)
-			s->window_start_ns += c->window_ns;
+		while (s->window_start_ns + s->window_ns <= now_ns)
+			s->window_start_ns += s->window_ns;
 	}
 }
 
@@ -147,7 +151,7 @@ uint64_t coalescer_next_deadline(const struct coalescer *c)
 	uint64_t d = UINT64_MAX;
 
 	for (const struct streak *s = c->open; s; s = s->next)
-		if (s->window_start_ns + c->window_ns < d)
-			d = s->window_start_ns + c->window_ns;
+		if (s->window_start_ns + s->window_ns < d)
+			d = s->window_start_ns + s->window_ns;
 	return d;
 }

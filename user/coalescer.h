@@ -51,6 +51,7 @@ struct streak {
 	uint32_t gen;
 	uint64_t start_ns;
 	uint64_t start_failures;  /* kernel counter value at the first failure */
+	uint64_t window_ns;       /* this path's window */
 	uint64_t window_start_ns;
 	uint64_t window_base;     /* kernel counter value before the window's first failure */
 	struct streak *next;
@@ -58,6 +59,8 @@ struct streak {
 
 struct coalescer {
 	uint64_t window_ns;
+	/* a path's own window (config sections); NULL = window_ns for all */
+	uint64_t (*window_of)(const char *path, void *ctx);
 	coalescer_emit_fn emit;
 	void *ctx;
 	struct streak *open;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,10 +46,11 @@ const char *control_decode(const char *buf, size_t len, struct ctl_request *req)
 		return "malformed";
 	}
 	v = json_object_get(root, "op");
-	if (!json_is_string(v) || json_string_length(v) >= sizeof(req->op)) {
+	if (!json_is_string(v)) {
 		json_decref(root);
 		return "malformed";
 	}
+	/* the whole op is matched below: a long unknown op is unknown_op */
 	op = json_string_value(v);
 	snprintf(req->op, sizeof(req->op), "%s", op);
 	if (strcmp(op, "register") && strcmp(op, "unregister") && strcmp(op, "adopted") &&
@@ -697,6 +699,50 @@ static void peer_bad(struct ctl_peer *p, const char *path, const char *word,
 
 static void on_peer_exit(struct watcher *w, uint32_t events);
 
+/*
+ * `sockwarden status`: the document can be larger than a message, so it goes
+ * in a sealed memfd passed with the reply. Answered on the spot, ahead of
+ * anything queued: status must work when everything else is busy.
+ */
+static void on_status(struct ctl_peer *p)
+{
+	struct control *c = p->ctl;
+	json_t *doc, *msg;
+	char *s = NULL, *m = NULL;
+	int fd = -1;
+	size_t len;
+
+	if (p->owner.uid != 0) {
+		reply_error(p, NULL, "not_owner", "status shows every server on the host: root only");
+		return;
+	}
+	doc = c->hooks.status ? c->hooks.status(c->hooks.ctx) : NULL;
+	s = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+	json_decref(doc);
+	if (!s)
+		goto fail;
+	len = strlen(s);
+	fd = memfd_create("sockwarden-status", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || write(fd, s, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0)
+		goto fail;
+	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+	msg = json_object();
+	json_object_set_new(msg, "op", json_string("status"));
+	json_object_set_new(msg, "size", json_integer((json_int_t)len));
+	m = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(msg);
+	if (!m || peer_sendmsg(p, m, strlen(m), fd) != 0)
+		goto fail;
+	goto out;
+fail:
+	reply_error(p, NULL, "unexpected", "the status document could not be sent");
+out:
+	if (fd >= 0)
+		close(fd);
+	free(s);
+	free(m);
+}
+
 /* Whether the peer process is exiting or gone: its pidfd is readable, or the
  * kernel has marked it PF_EXITING (set before do_exit closes its files). */
 static bool peer_exiting(const struct ctl_peer *p)
@@ -799,6 +845,8 @@ static void on_peer(struct watcher *w, uint32_t events)
 		on_unregister(p, &req);
 	else if (strcmp(req.op, "adopted") == 0)
 		on_adopted(p, &req);
+	else if (strcmp(req.op, "status") == 0)
+		on_status(p);
 	else
 		peer_bad(p, NULL, "unknown_op", "status is asked with `sockwarden status`");
 out:

@@ -69,6 +69,8 @@ struct control_hooks {
 	void (*changed)(void *ctx);
 	/* a rebind brought e's path back: verify and end streaks */
 	void (*healed)(void *ctx, struct endpoint *e);
+	/* the status document for `sockwarden status` (caller's reference) */
+	json_t *(*status)(void *ctx);
 	void *ctx;
 };
 

@@ -66,6 +66,14 @@ struct endpoint {
 	const char *recovered_how; /* set while the agent verifies a heal */
 	struct flap_state flap;
 	struct registration *reg; /* control.c: the server registered this path */
+
+	/* status: the last error event about this path */
+	char last_error[32];
+	char last_error_reason[48];
+	uint64_t last_error_ns;
+	/* actions (actions.c): their own flap guard */
+	struct flap_state action_flap;
+	const struct path_cfg *cfg; /* the config's section for this path, if any */
 };
 
 struct endpoint_table {

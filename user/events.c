@@ -133,3 +133,36 @@ const char *errno_name(int err)
 	default: return "EOTHER";
 	}
 }
+
+/* Fixed forever: alerting rules and journalctl MESSAGE_ID= filters rely on them. */
+const struct event_type event_types[] = {
+	{ "agent_started", "dd67c47137ae4d9d936d93ae9dce87d5" },
+	{ "agent_stopping", "2933be3cf75145509a3aa396752538f8" },
+	{ "listener_orphaned", "8eb4c5f860fe4890bb514550d5e66acb" },
+	{ "socket_unlinked", "17ca140dfb644be5a9494a7fd93e4689" },
+	{ "connect_failing", "a89a3d81b82d491f922503347353a6af" },
+	{ "connect_still_failing", "0327edc86f0b49549465eabc5667f8ea" },
+	{ "connect_recovered", "b060d8dee56f4822b47786c71e3d38eb" },
+	{ "stale_socket", "8b0327631b0c4d8ebf1d61142fe66417" },
+	{ "listener_wedged", "1cf5dfe9d5474bbf9d1ef1039d98c3f0" },
+	{ "events_lost", "51f15c601fc84166898dcf0f9ae4b7a7" },
+	{ "rebind_started", "41b8d1de51cb4c88afe115718f25bec3" },
+	{ "rebind_succeeded", "477ce5cbb2c042778dd28d82623479a7" },
+	{ "rebind_failed", "32b9a77f417f4d24ae4894d41b2ff6ac" },
+	{ "rebind_skipped", "0e3ad2f4c83540ff81ab732cc282283f" },
+	{ "rebind_suppressed", "37f740d989f44958b1d5260ac8495b13" },
+	{ "guard_lost", "7c389aa8701d4c3980977b9d8c3e123c" },
+	{ "target_registered", "1492cde0bc01471699b34309842a913f" },
+	{ "target_unregistered", "50d50af4015f4e039a1522334781b45a" },
+	{ "target_exited", "fc5fc0ff78cb4430a60c8207c386e2ab" },
+	{ "action", "470f2e5ba993422187908563bd6f6f40" },
+};
+const size_t n_event_types = sizeof(event_types) / sizeof(event_types[0]);
+
+int event_type_index(const char *name)
+{
+	for (size_t i = 0; i < n_event_types; i++)
+		if (strcmp(event_types[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}

@@ -31,4 +31,15 @@ void event_set_proc(json_t *ev, const char *key, pid_t pid, const char *comm,
 /* Writes bytes as a JSON-safe string: invalid UTF-8 bytes become "\\xNN". */
 char *path_escape(const void *bytes, size_t len);
 const char *errno_name(int err);
+
+/* Every event type the agent emits, in one table: metrics count by index,
+ * journald tags each with its fixed MESSAGE_ID. */
+struct event_type {
+	const char *name;
+	const char *message_id; /* 128-bit, hex, as journald wants it */
+};
+extern const struct event_type event_types[];
+extern const size_t n_event_types;
+/* The index of an event name in event_types, or -1. */
+int event_type_index(const char *name);
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "config.h"
 #include "discovery.h"
 #include "log.h"
 #include "paths.h"
@@ -181,6 +182,10 @@ void healer_on_lost(struct healer *h, struct endpoint *e)
 		skip(h, e, "listener_gone");
 		return;
 	}
+	if (e->cfg && !e->cfg->heal) {
+		skip(h, e, "heal_disabled"); /* the config says detect only */
+		return;
+	}
 	if (e->have_lost_actor && actor_is_owner_program(e, &same_process)) {
 		skip(h, e, same_process ? "owner_unlinked" : "same_executable");
 		return;
@@ -277,9 +282,22 @@ static void heal_failed(struct healer *h, struct endpoint *e, const char *how,
 	h->emit(h->emit_ctx, ev);
 }
 
+/* The flap settings of a path: the config's section over the globals. */
+static struct flap_cfg flap_for(const struct healer *h, const struct endpoint *e)
+{
+	struct flap_cfg fc = h->cfg.flap;
+
+	if (e->cfg && e->cfg->has_flap_max)
+		fc.max_heals = e->cfg->flap_max;
+	if (e->cfg && e->cfg->has_flap_window)
+		fc.window_ns = e->cfg->flap_window_ns;
+	return fc;
+}
+
 /* Returns true when the path is back. */
 static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 {
+	const struct flap_cfg fc = flap_for(h, e);
 	const char *why = NULL;
 	struct stat st;
 	json_t *ev;
@@ -296,15 +314,15 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 		skip(h, e, S_ISSOCK(st.st_mode) ? "rebound" : "replaced");
 		return false;
 	}
-	switch (flap_check(&e->flap, &h->cfg.flap, now_ns)) {
+	switch (flap_check(&e->flap, &fc, now_ns)) {
 	case FLAP_ALLOW:
 		break;
 	case FLAP_OPENED:
 		ev = heal_event(h, "rebind_suppressed", "error", e);
 		json_object_set_new(ev, "rebinds",
-				    json_integer(flap_recent(&e->flap, &h->cfg.flap, now_ns)));
+				    json_integer(flap_recent(&e->flap, &fc, now_ns)));
 		json_object_set_new(ev, "window_s",
-				    json_integer((json_int_t)(h->cfg.flap.window_ns / NSEC_PER_SEC)));
+				    json_integer((json_int_t)(fc.window_ns / NSEC_PER_SEC)));
 		json_object_set_new(ev, "retry_in_s",
 				    json_integer((json_int_t)((e->flap.retry_at_ns - now_ns) /
 							      NSEC_PER_SEC)));
@@ -329,7 +347,7 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 		e->guard_ok = false;
 		/* a registered server heals through its control fd */
 		if (h->rebind && h->rebind(h->rebind_ctx, e)) {
-			flap_record(&e->flap, &h->cfg.flap, now_ns);
+			flap_record(&e->flap, &fc, now_ns);
 			return false; /* in flight: the control server reports the outcome */
 		}
 		if (h->cfg.guards)
@@ -361,7 +379,7 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 		heal_failed(h, e, "link", "verify_failed", errno);
 		return false;
 	}
-	flap_record(&e->flap, &h->cfg.flap, now_ns);
+	flap_record(&e->flap, &fc, now_ns);
 	e->lost = false;
 	e->recovered_how = "link";
 	ev = heal_event(h, "rebind_succeeded", "info", e);

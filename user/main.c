@@ -13,9 +13,12 @@
 /* The grace between a confirmed loss and a heal; see README "Healing". */
 #define HEAL_DELAY_DEFAULT_MS 20
 #include "clock.h"
+#include "config.h"
+#include "state.h"
 #include "exitcodes.h"
 #include "paths.h"
 #include "probe.h"
+#include "report.h"
 
 static const char usage_text[] =
 	"Usage: sockwarden COMMAND [OPTIONS]\n"
@@ -23,8 +26,11 @@ static const char usage_text[] =
 	"\n"
 	"Commands:\n"
 	"  run [OPTIONS]         run the agent in the foreground\n"
+	"  status [--json]       what the running agent watches (or its state file)\n"
 	"  probe PATH [--json]   diagnose one socket path (no BPF needed)\n"
 	"  doctor [--json]       diagnose every Unix socket on the host\n"
+	"  report [FILE] [--json]  postmortem timeline per endpoint from an event\n"
+	"                        journal (FILE omitted or - = stdin)\n"
 	"\n"
 	"Options of run:\n"
 	"  --watch PATH          watch only PATH (repeatable; default: every listener)\n"
@@ -43,6 +49,14 @@ static const char usage_text[] =
 	"                        /run/sockwarden/control.sock; @sockwarden always)\n"
 	"  --rebind-timeout SECONDS  how long a registered server has to adopt a\n"
 	"                        rebind (default 2)\n"
+	"  --config FILE         settings and per-path sections (default\n"
+	"                        /etc/sockwarden/sockwarden.conf if it exists);\n"
+	"                        flags override the file\n"
+	"  --journal             also send events to journald\n"
+	"  --state FILE          the state file `status` falls back to (default\n"
+	"                        /run/sockwarden/state.json)\n"
+	"  --metrics HOST:PORT   serve Prometheus metrics over HTTP\n"
+	"  --metrics-file FILE   write Prometheus metrics to FILE (textfile collector)\n"
 	"  -v, --verbose         debug messages and libbpf's own messages on stderr\n"
 	"\n"
 	"  -h, --help            show this help and exit\n"
@@ -57,19 +71,6 @@ static int usage_error(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\nTry 'sockwarden --help' for more information.\n");
 	return SW_EXIT_USAGE;
-}
-
-static bool parse_seconds(const char *s, uint64_t *ns)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || v <= 0 || v > 86400)
-		return false;
-	*ns = (uint64_t)(v * (double)NSEC_PER_SEC);
-	return true;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -87,6 +88,11 @@ static int cmd_run(int argc, char **argv)
 		{ "flap-window", required_argument, NULL, 'X' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "rebind-timeout", required_argument, NULL, 'T' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "journal", no_argument, NULL, 'J' },
+		{ "state", required_argument, NULL, 'S' },
+		{ "metrics", required_argument, NULL, 'M' },
+		{ "metrics-file", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -99,14 +105,32 @@ static int cmd_run(int argc, char **argv)
 		.heal_delay_ns = HEAL_DELAY_DEFAULT_MS * NSEC_PER_MSEC,
 		.control_path = CONTROL_PATH_DEFAULT,
 		.rebind_timeout_ns = 2 * NSEC_PER_SEC,
+		.state_file = STATE_FILE_DEFAULT,
 	};
-	char cwd[SW_PATH_MAX];
+	const char *config = NULL;
+	char cwd[SW_PATH_MAX], err[512];
+	char **flag_watch;
+	size_t n_flag_watch = 0;
 	int c, rc;
 
 	flap_cfg_default(&o.flap);
-	o.watch = calloc((size_t)argc, sizeof(*o.watch));
-	if (!o.watch || !getcwd(cwd, sizeof(cwd)))
+	flag_watch = calloc((size_t)argc, sizeof(*flag_watch));
+	if (!flag_watch || !getcwd(cwd, sizeof(cwd)))
 		return SW_EXIT_ENV;
+	/* the file first, the flags over it: find --config before the rest */
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1)
+		if (c == 'c')
+			config = optarg;
+	opterr = 1;
+	o.config_file = config ? config : CONFIG_PATH_DEFAULT;
+	if (config_load(o.config_file, config != NULL, &o, &o.paths, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sockwarden: %s\n", err);
+		return SW_EXIT_USAGE;
+	}
+	if (!config && access(CONFIG_PATH_DEFAULT, F_OK) != 0)
+		o.config_file = NULL;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
@@ -118,9 +142,23 @@ static int cmd_run(int argc, char **argv)
 			if (!path_fits_sun_path(norm))
 				return usage_error("--watch %s: longer than the 107 bytes a "
 						   "socket path can hold", optarg);
-			o.watch[o.n_watch++] = strdup(norm);
+			flag_watch[n_flag_watch++] = strdup(norm);
 			break;
 		}
+		case 'c':
+			break;
+		case 'J':
+			o.journal = true;
+			break;
+		case 'S':
+			o.state_file = optarg;
+			break;
+		case 'M':
+			o.metrics_addr = optarg;
+			break;
+		case 'P':
+			o.metrics_file = optarg;
+			break;
 		case 'e':
 			o.events = optarg;
 			break;
@@ -130,11 +168,11 @@ static int cmd_run(int argc, char **argv)
 						   optarg);
 			break;
 		case 'W':
-			if (!parse_seconds(optarg, &o.window_ns))
+			if (!config_parse_seconds(optarg, &o.window_ns))
 				return usage_error("--window %s: expected seconds > 0", optarg);
 			break;
 		case 'r':
-			if (!parse_seconds(optarg, &o.reconcile_ns))
+			if (!config_parse_seconds(optarg, &o.reconcile_ns))
 				return usage_error("--reconcile %s: expected seconds > 0", optarg);
 			break;
 		case 'a':
@@ -172,11 +210,11 @@ static int cmd_run(int argc, char **argv)
 			break;
 		}
 		case 'T':
-			if (!parse_seconds(optarg, &o.rebind_timeout_ns))
+			if (!config_parse_seconds(optarg, &o.rebind_timeout_ns))
 				return usage_error("--rebind-timeout %s: expected seconds > 0", optarg);
 			break;
 		case 'X':
-			if (!parse_seconds(optarg, &o.flap.window_ns))
+			if (!config_parse_seconds(optarg, &o.flap.window_ns))
 				return usage_error("--flap-window %s: expected seconds > 0", optarg);
 			break;
 		case 'v':
@@ -191,10 +229,21 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("run: unexpected argument '%s'", argv[optind]);
+	/* --watch flags replace the file's watch list */
+	if (n_flag_watch) {
+		for (size_t i = 0; i < o.n_watch; i++)
+			free(o.watch[i]);
+		free(o.watch);
+		o.watch = flag_watch;
+		o.n_watch = n_flag_watch;
+	} else {
+		free(flag_watch);
+	}
 	rc = agent_run(&o);
 	for (size_t i = 0; i < o.n_watch; i++)
 		free(o.watch[i]);
 	free(o.watch);
+	path_cfgs_free(&o.paths);
 	return rc;
 }
 
@@ -251,9 +300,13 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "status") == 0)
+		return status_main(argc - 1, argv + 1);
 	if (strcmp(argv[1], "probe") == 0)
 		return cmd_probe_doctor(argc - 1, argv + 1, true);
 	if (strcmp(argv[1], "doctor") == 0)
 		return cmd_probe_doctor(argc - 1, argv + 1, false);
+	if (strcmp(argv[1], "report") == 0)
+		return report_command(argc - 1, argv + 1);
 	return usage_error("unknown command '%s'", argv[1]);
 }

@@ -34,7 +34,7 @@ extern "C" {
 #define SW_ABSTRACT_NAME_DEFAULT "sockwarden"                 /* @sockwarden */
 #define SW_CONTROL_PATH_DEFAULT "/run/sockwarden/control.sock"
 /* The longest socket path (bytes, without the terminating NUL). */
-#define SW_PATH_MAX 107
+#define SW_SOCKET_PATH_MAX 107
 
 /* How the agent heals a registered path once it is lost. */
 enum sw_heal {
@@ -137,7 +137,7 @@ SW_API int sw_dispatch(struct sw_client *c);
  *
  * Returns 0; -EINVAL (path not absolute or not normalised, e.g. "//", "/./",
  * a trailing '/', or not valid UTF-8; bad heal; missing callback);
- * -ENAMETOOLONG (path longer than SW_PATH_MAX bytes); -EBADF (listen_fd is
+ * -ENAMETOOLONG (path longer than SW_SOCKET_PATH_MAX bytes); -EBADF (listen_fd is
  * not open); -EEXIST (path is already registered by this client); -ENOMEM.
  */
 SW_API int sw_register(struct sw_client *c, int listen_fd, const char *path,

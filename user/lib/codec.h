@@ -23,13 +23,13 @@ enum sw_codec_op {
 
 struct sw_codec_msg {
 	enum sw_codec_op op;
-	char path[SW_PATH_MAX + 1];  /* "" only in an error without a path */
+	char path[SW_SOCKET_PATH_MAX + 1];  /* "" only in an error without a path */
 	char reason[SW_MSG_MAX + 1]; /* error */
 	uint64_t seq;                /* rebind: >= 1 */
 };
 
 /* 0, -EINVAL (not absolute, not normalised, not UTF-8, NULL) or
- * -ENAMETOOLONG (longer than SW_PATH_MAX bytes). */
+ * -ENAMETOOLONG (longer than SW_SOCKET_PATH_MAX bytes). */
 int sw_codec_check_path(const char *path);
 
 /* Decodes one agent → server message of `len` bytes (not NUL-terminated).

@@ -1,0 +1,58 @@
+/*
+ * The configuration file (DESIGN §6, sockwarden.conf(5)): INI parsed with
+ * inih. Section [agent] holds the global settings, `[path /abs/path]`
+ * sections per-path ones. Command-line flags override the file: main.c loads
+ * the file into the options first and parses the flags over them.
+ */
+#ifndef SW_CONFIG_H
+#define SW_CONFIG_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flapguard.h"
+
+#define CONFIG_PATH_DEFAULT "/etc/sockwarden/sockwarden.conf"
+#define CONFIG_EXEC_ARGS_MAX 32
+
+enum path_action { ACTION_NONE = 0, ACTION_SIGNAL, ACTION_EXEC };
+
+/* Settings of one path; a field counts only when its `has_` flag is set. */
+struct path_cfg {
+	char path[108];
+	bool heal;              /* default yes */
+	enum path_action action;
+	int signal;             /* action = signal */
+	char *exec_argv[CONFIG_EXEC_ARGS_MAX + 1]; /* action = exec, NULL-terminated */
+	bool has_window, has_flap_max, has_flap_window;
+	uint64_t window_ns;
+	unsigned flap_max;
+	uint64_t flap_window_ns;
+};
+
+struct path_cfgs {
+	struct path_cfg *v;
+	size_t n;
+};
+
+struct agent_options;
+
+/*
+ * Loads `file` into opt (global keys) and paths (per-path sections). Returns
+ * 0, or -1 with `err` naming the file, line and key of the first problem.
+ * `must_exist`: a missing file is an error (it was named with --config).
+ */
+int config_load(const char *file, bool must_exist, struct agent_options *opt,
+		struct path_cfgs *paths, char *err, size_t errlen);
+void path_cfgs_free(struct path_cfgs *p);
+/* Appends a normalised path to opt->watch; -ENOMEM. */
+int agent_options_add_watch(struct agent_options *opt, const char *path);
+const struct path_cfg *path_cfg_find(const struct path_cfgs *p, const char *path);
+
+/* Parsers shared with the command line; false on a bad value. */
+bool config_parse_seconds(const char *s, uint64_t *ns);
+bool config_parse_bool(const char *s, bool *out);
+/* "HUP", "SIGHUP" or a number; 0 when it is none of them. */
+int config_parse_signal(const char *s);
+const char *config_signal_name(int sig);
+#endif
