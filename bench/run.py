@@ -183,7 +183,8 @@ def bench_heal(trials, scratch):
             path = os.path.join(d, "app.sock")
             agent = AgentProc("--events", "-", "--heal-delay", delay,
                               "--flap-max", "63", "--flap-window", "0.1", *flags)
-            srv = subprocess.Popen([ECHO, path, "--heal", heal], stdout=subprocess.PIPE)
+            srv = subprocess.Popen([ECHO, path, "--heal", heal], stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL)
             try:
                 line = srv.stdout.readline()
                 assert line.startswith(b"ready"), line

@@ -12,6 +12,9 @@
  * Prints "ready <pid>" once the agent confirmed the registration, and
  * "adopted <path>" after each rebind. SIGTERM or SIGINT: clean exit.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4 */
+#endif
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -68,6 +71,7 @@ static int listen_on(const char *path)
 /* The agent gives the lost path back (called from sw_dispatch). */
 static int on_rebind(void *arg, const char *path, int new_fd)
 {
+	(void)arg;
 	if (new_fd < 0)                            /* heal notify: bind it again */
 		new_fd = listen_on(path);
 	else if (listen(new_fd, SOMAXCONN) != 0)   /* heal fd: bound, not listening */
@@ -83,6 +87,7 @@ static void on_status(void *arg, enum sw_event ev, const char *path, const char 
 {
 	static bool ready;
 
+	(void)arg;
 	if (ev == SW_EV_REGISTERED && !ready) {
 		ready = true;
 		printf("ready %d\n", (int)getpid());

@@ -1275,6 +1275,13 @@ int agent_run(const struct agent_options *opt)
 
 	log_verbose = opt->verbose;
 	libbpf_set_print(libbpf_print);
+	/* before any thread starts (journald, metrics): threads inherit the mask,
+	 * and the signals must reach the loop's signalfd, not kill the process */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	event_env_init(&a.env);
 	rc = sinks_open_jsonl(&a.sinks, opt->events, 0);
 	if (rc) {
@@ -1349,11 +1356,6 @@ int agent_run(const struct agent_options *opt)
 		goto cleanup;
 	}
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	a.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	a.epfd = epoll_create1(EPOLL_CLOEXEC);
 	a.reconcile_tfd = timer_new(opt->reconcile_ns);

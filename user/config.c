@@ -20,6 +20,9 @@ struct load_ctx {
 	size_t errlen;
 	int line;
 	bool failed;
+	/* inih cuts section names at 50 bytes; a socket path may have 107: the
+	 * reader keeps the whole name of the current section */
+	char section[SW_PATH_MAX + 16];
 };
 
 bool config_parse_seconds(const char *s, uint64_t *ns)
@@ -229,7 +232,12 @@ static struct path_cfg *path_section(struct load_ctx *c, const char *path)
 static int path_key(struct load_ctx *c, const char *section, const char *key,
 		    const char *value)
 {
-	const char *raw = section + 5; /* after "path " */
+	const char *raw;
+
+	/* the reader's whole name, when inih's is a cut of it */
+	if (strncmp(c->section, section, strlen(section)) == 0)
+		section = c->section;
+	raw = section + 5; /* after "path " */
 	char norm[SW_PATH_MAX];
 	struct path_cfg *pc;
 	unsigned long n;
@@ -333,8 +341,20 @@ static char *read_line(char *str, int num, void *stream)
 	struct line_reader *r = stream;
 	char *s = fgets(str, num, r->f);
 
-	if (s)
+	if (s) {
+		const char *p = s + strspn(s, " \t");
+		const char *end = strrchr(p, ']');
+
 		r->c->line++;
+		if (*p == '[' && end) {
+			size_t n = (size_t)(end - p - 1);
+
+			if (n >= sizeof(r->c->section))
+				n = sizeof(r->c->section) - 1;
+			memcpy(r->c->section, p + 1, n);
+			r->c->section[n] = 0;
+		}
+	}
 	return s;
 }
 

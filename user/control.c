@@ -232,15 +232,38 @@ static void set_peer_owner(json_t *ev, const struct ctl_peer *p)
 
 /* ----- rebinds ----- */
 
+static uint64_t socket_inode_of_fd(int fd);
+
+/* Whether the server listens on the socket the agent sent and is alive to
+ * serve it: an adoption whose `adopted` never arrived (lost in a disconnect,
+ * late for the deadline) still put the path back, and it stays. */
+static bool served_by_peer(const struct registration *r)
+{
+	int listening = 0;
+	socklen_t ol = sizeof(listening);
+
+	if (r->our_fd < 0 || r->peer->dead ||
+	    getsockopt(r->our_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening)
+		return false;
+	if (r->peer->pidfd >= 0) {
+		struct pollfd pfd = { .fd = r->peer->pidfd, .events = POLLIN };
+
+		if (poll(&pfd, 1, 0) == 1)
+			return false; /* exited: the agent's copy is the last one */
+	}
+	return discovery_pid_holds(r->peer->owner.pid, socket_inode_of_fd(r->our_fd));
+}
+
 /* Discards the agent's own socket and unlinks the path only if it is still the
- * file the agent bound: never a path someone else has bound since. */
+ * file the agent bound and nobody serves it: never a path someone else has
+ * bound since, never one the server listens on. */
 static void rebind_discard(struct registration *r)
 {
 	struct stat st;
 
 	if (r->our_fd >= 0) {
 		if (lstat(r->e->path, &st) == 0 && st.st_ino == r->our_ino &&
-		    st.st_dev == r->our_dev)
+		    st.st_dev == r->our_dev && !served_by_peer(r))
 			unlink(r->e->path);
 		close(r->our_fd);
 	}
@@ -394,6 +417,31 @@ static bool peer_holds(const struct ctl_peer *p, uint64_t sock_ino)
 	return discovery_pid_holds(p->owner.pid, sock_ino);
 }
 
+/* heal notify, when the path was removed again before `adopted` came: the
+ * newest listener the peer holds that is bound to the name. */
+static bool peer_listener_named(const struct registration *r, struct unix_listener *out)
+{
+	struct listener_list ll = {0};
+	size_t len = strlen(r->e->path);
+	bool found = false;
+
+	if (discovery_dump(&ll, 1u << TCP_LISTEN_STATE) != 0)
+		return false;
+	for (size_t i = 0; i < ll.n; i++) {
+		const struct unix_listener *c = &ll.v[i];
+
+		/* the bound name may or may not carry its NUL, as the binder chose */
+		if (strnlen(c->name, c->name_len) != len || memcmp(c->name, r->e->path, len) != 0 ||
+		    c->sock_ino == r->e->l.sock_ino || (found && c->sock_ino < out->sock_ino) ||
+		    !peer_holds(r->peer, c->sock_ino))
+			continue;
+		*out = *c;
+		found = true;
+	}
+	listener_list_free(&ll);
+	return found;
+}
+
 /* What the server listens on now. heal fd: the very socket the agent sent,
  * found through the agent's own copy, whatever the path went through since;
  * heal notify: the listener the path resolves to. */
@@ -403,7 +451,8 @@ static bool adopted_listener(const struct registration *r, struct unix_listener 
 	socklen_t ol = sizeof(listening);
 
 	if (r->heal != HEAL_FD)
-		return listener_at_path(r->e->path, l) && peer_holds(r->peer, l->sock_ino);
+		return (listener_at_path(r->e->path, l) && peer_holds(r->peer, l->sock_ino)) ||
+		       peer_listener_named(r, l);
 	if (r->our_fd < 0 ||
 	    getsockopt(r->our_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening)
 		return false;

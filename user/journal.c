@@ -102,7 +102,7 @@ static char *message_of(json_t *ev)
 		snprintf(who, sizeof(who), " (owner %s[%lld])",
 			 json_string_value(json_object_get(owner, "comm")) ?: "?",
 			 (long long)json_integer_value(json_object_get(owner, "pid")));
-	return fmt("%s%s%s%s%s%s%s%s", name ? name : "event", path ? " " : "", path ? path : "",
+	return fmt("MESSAGE=%s%s%s%s%s%s%s%s", name ? name : "event", path ? " " : "", path ? path : "",
 		   who, how ? " how=" : "", how ? how : "", reason ? " reason=" : "",
 		   reason ? reason : "");
 }
@@ -128,8 +128,7 @@ char **journal_fields(json_t *ev)
 		add(f, &n, fmt("SOCKWARDEN_JSON=%s", json));
 		free(json);
 	}
-	add_scalars(f, &n, ev, NULL);
-	/* the MESSAGE line first: the loop above may have filled every slot */
+	add_scalars(f, &n, ev, NULL); /* stops at JOURNAL_FIELDS_MAX */
 	f[n] = NULL;
 	return f;
 }

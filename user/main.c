@@ -63,7 +63,11 @@ static const char usage_text[] =
 	"  -V, --version         show the version and exit\n"
 	"\n"
 	"Exit status: 0 success (healthy), 1 unhealthy (probe, doctor), 2 usage error,\n"
-	"3 environment (no BPF, no privilege, missing kernel feature).\n";
+	"3 environment (no BPF, no privilege, missing kernel feature).\n"
+	"\n"
+	"See sockwarden(8) and sockwarden.conf(5).\n"
+	"Report bugs to: the sockwarden issue tracker; include the output of\n"
+	"'sockwarden --version' and 'sockwarden doctor --json'.\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -120,9 +124,14 @@ static int cmd_run(int argc, char **argv)
 	/* the file first, the flags over it: find --config before the rest */
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		if (c == 'c')
 			config = optarg;
+		if (c == 'h') { /* --help works whatever the config file holds */
+			fputs(usage_text, stdout);
+			return SW_EXIT_OK;
+		}
+	}
 	opterr = 1;
 	o.config_file = config ? config : CONFIG_PATH_DEFAULT;
 	if (config_load(o.config_file, config != NULL, &o, &o.paths, err, sizeof(err)) != 0) {
@@ -295,7 +304,12 @@ int main(int argc, char **argv)
 		return SW_EXIT_OK;
 	}
 	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
-		printf("sockwarden %s\n", SOCKWARDEN_VERSION);
+		printf("sockwarden %s\n"
+		       "Copyright (C) 2026 the sockwarden authors.\n"
+		       "License: MIT <https://opensource.org/licenses/MIT>.\n"
+		       "This is free software: you are free to change and redistribute it.\n"
+		       "There is NO WARRANTY, to the extent permitted by law.\n",
+		       SOCKWARDEN_VERSION);
 		return SW_EXIT_OK;
 	}
 	if (strcmp(argv[1], "run") == 0)

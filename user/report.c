@@ -554,6 +554,7 @@ struct incident {
 	const char *via;
 	unsigned removals;
 	json_t *actor, *owner;
+	bool owner_inherited; /* from an earlier event of the endpoint, not this incident */
 	struct errno_tally err[ERRNOS_MAX];
 	size_t n_err;
 	json_t *clients;
@@ -571,6 +572,7 @@ struct endpoint_acc {
 	const char *host, *path, *path_hex;
 	const struct jevent *first, *last;
 	json_t *timeline;
+	json_t *owner; /* the server as last named by any event of the endpoint */
 	struct incident *inc;
 	size_t n_inc, cap_inc;
 	long open; /* index of the open incident, -1 when none */
@@ -673,6 +675,9 @@ static struct incident *incident_open(struct endpoint_acc *ep, const struct jeve
 	inc->clients = json_array();
 	inc->problems = json_array();
 	inc->notes = json_array();
+	/* a second removal's socket_unlinked may not name the server again */
+	inc->owner = json_incref(ep->owner);
+	inc->owner_inherited = ep->owner != NULL;
 	/* The journal joins a streak late (it began before the agent wrote to this
 	 * file, or its first event was lost): the streak's own length says when. */
 	if ((is(e, "connect_recovered") || is(e, "connect_still_failing")) &&
@@ -759,7 +764,9 @@ static void problem_add(struct incident *inc, const struct jevent *e)
 	static const char *const keys[] = { "how", "reason", "error", "rebinds", "window_s",
 					    "retry_at" };
 	json_t *p = json_object();
+	struct text t = { .n = 0 };
 
+	describe(&t, e);
 	json_object_set_new(p, "time", json_string(e->time));
 	json_object_set_new(p, "event", json_string(e->name));
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -767,6 +774,7 @@ static void problem_add(struct incident *inc, const struct jevent *e)
 			json_object_set(p, keys[i], json_object_get(e->obj, keys[i]));
 	if (json_object_get(e->obj, "actor"))
 		json_object_set_new(p, "actor", proc_copy(json_object_get(e->obj, "actor")));
+	json_object_set_new(p, "text", json_string(t.s));
 	json_array_append_new(inc->problems, p);
 }
 
@@ -806,10 +814,20 @@ static struct incident *endpoint_event(struct endpoint_acc *ep, const struct jev
 {
 	struct incident *inc = ep->open >= 0 ? &ep->inc[ep->open] : NULL;
 	const json_t *o = e->obj;
+	const json_t *owner = json_object_get(o, "owner");
 	struct errno_tally *t;
 	json_int_t n;
 	size_t i;
 	json_t *c;
+	bool names_owner;
+
+	if (!json_is_object(owner))
+		owner = json_object_get(o, "last_owner");
+	names_owner = json_is_object(owner);
+	if (names_owner) {
+		json_decref(ep->owner);
+		ep->owner = proc_copy(owner);
+	}
 
 	if (is_loss(e) || is(e, "connect_failing") || is(e, "connect_still_failing") ||
 	    is(e, "connect_recovered")) {
@@ -882,10 +900,11 @@ static struct incident *endpoint_event(struct endpoint_acc *ep, const struct jev
 		if (skip_is_deliberate(str_of(o, "reason")))
 			inc->stood_down = str_of(o, "reason");
 	}
-	if (!inc->owner && json_is_object(json_object_get(o, "owner")))
-		inc->owner = proc_copy(json_object_get(o, "owner"));
-	if (!inc->owner && json_is_object(json_object_get(o, "last_owner")))
-		inc->owner = proc_copy(json_object_get(o, "last_owner"));
+	if (names_owner && (!inc->owner || inc->owner_inherited)) {
+		json_decref(inc->owner);
+		inc->owner = json_incref(ep->owner);
+		inc->owner_inherited = false;
+	}
 	inc->events++;
 	inc->last = e;
 	incident_settle(ep, inc, e);
@@ -1252,6 +1271,7 @@ static void builder_free(struct builder *b)
 		}
 		free(ep->inc);
 		json_decref(ep->timeline);
+		json_decref(ep->owner);
 	}
 	free(b->ep);
 	free(b->runs);
@@ -1434,18 +1454,9 @@ static void print_incident_details(FILE *out, const json_t *x)
 			text_add(&t, " %lld", (long long)json_integer_value(f));
 	}
 	fprintf(out, "      %s\n", t.s);
-	json_array_foreach(json_object_get(x, "problems"), i, v) {
-		struct text p = { .n = 0 };
-
-		text_add(&p, "%s at %s", str_of(v, "event"), str_of(v, "time"));
-		if (str_of(v, "how"))
-			text_add(&p, ", how %s", str_of(v, "how"));
-		if (str_of(v, "reason"))
-			text_add(&p, ": %s", str_of(v, "reason"));
-		if (str_of(v, "error"))
-			text_add(&p, " (%s)", str_of(v, "error"));
-		fprintf(out, "      %s\n", p.s);
-	}
+	json_array_foreach(json_object_get(x, "problems"), i, v)
+		fprintf(out, "      %s at %s: %s\n", str_of(v, "event"), str_of(v, "time"),
+			str_of(v, "text"));
 	json_array_foreach(json_object_get(x, "notes"), i, v)
 		fprintf(out, "      note: %s\n", json_string_value(v));
 }
@@ -1598,9 +1609,13 @@ int report_command(int argc, char **argv)
 		rc = SW_EXIT_ENV;
 		goto out;
 	}
-	if (j->skipped)
-		fprintf(stderr, "sockwarden report: %zu of %zu lines skipped (not events)\n",
-			j->skipped, j->lines);
+	if (j->skipped > SKIPPED_SHOWN_MAX)
+		fprintf(stderr, "sockwarden report: skipped %zu of %zu lines (not events; "
+			"the first %d are named above)\n", j->skipped, j->lines,
+			SKIPPED_SHOWN_MAX);
+	else if (j->skipped)
+		fprintf(stderr, "sockwarden report: skipped %zu of %zu line%s (not events)\n",
+			j->skipped, j->lines, j->lines == 1 ? "" : "s");
 	model = report_build(j, file);
 	if (!model) {
 		fprintf(stderr, "sockwarden report: out of memory\n");

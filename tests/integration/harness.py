@@ -278,6 +278,7 @@ def main():
             traceback.print_exc()
         finally:
             reap_live()
-            subprocess.run(["rm", "-rf", scratch])
+            if os.environ.get("SW_KEEP") != "1":
+                subprocess.run(["rm", "-rf", scratch])
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0
