@@ -1180,8 +1180,19 @@ static void on_signal(struct watcher *w, uint32_t events)
 	struct agent *a = w->ctx;
 	struct signalfd_siginfo si;
 
-	if (read(w->fd, &si, sizeof(si)) == sizeof(si))
-		a->stopping = true;
+	if (read(w->fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGHUP) {
+		/* logrotate's signal: a renamed events file is let go */
+		int rc = sinks_reopen_jsonl(&a->sinks, a->opt->events);
+
+		if (rc)
+			log_warn("SIGHUP: cannot reopen %s: %s", a->opt->events, strerror(-rc));
+		else
+			log_info("SIGHUP: events file reopened");
+		return;
+	}
+	a->stopping = true;
 }
 
 static bool timer_fired(int fd)
@@ -1280,6 +1291,7 @@ int agent_run(const struct agent_options *opt)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	event_env_init(&a.env);

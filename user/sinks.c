@@ -97,6 +97,30 @@ int sinks_open_jsonl(struct sinks *s, const char *path, size_t queue_max)
 	return 0;
 }
 
+int sinks_reopen_jsonl(struct sinks *s, const char *path)
+{
+	int fd, fl;
+
+	if (!s->have_jsonl || !s->jsonl.owns_fd)
+		return 0;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	/* onto the same descriptor number: the event loop's watcher stays valid,
+	 * and queued lines go to the new file */
+	if (dup3(fd, s->jsonl.fd, O_CLOEXEC) < 0) {
+		int err = errno;
+
+		close(fd);
+		return -err;
+	}
+	close(fd);
+	return 0;
+}
+
 void sinks_emit(struct sinks *s, json_t *ev)
 {
 	s->emitted_total++;

@@ -41,6 +41,8 @@ void line_queue_free(struct line_queue *q);
 
 /* path "-" or NULL = stdout; else appended to. Returns -errno. */
 int sinks_open_jsonl(struct sinks *s, const char *path, size_t queue_max);
+/* After a log rotation (SIGHUP): the events file opened again by name. */
+int sinks_reopen_jsonl(struct sinks *s, const char *path);
 void sinks_emit(struct sinks *s, json_t *ev);
 /* Flushes queues; true when something still waits (poll for writability). */
 bool sinks_flush(struct sinks *s);

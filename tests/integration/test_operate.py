@@ -532,3 +532,26 @@ def journald_absent_is_not_an_error(scratch):
     finally:
         srv.stop()
         assert agent.stop() == 0
+
+
+@test
+def sighup_reopens_the_events_file(scratch):
+    """logrotate renames the file and sends SIGHUP: new events go to a new file."""
+    agent = Agent(scratch, "--no-guard")
+    try:
+        rotated = agent.events_path + ".1"
+        os.rename(agent.events_path, rotated)
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: os.path.exists(agent.events_path), what="a new events file")
+        agent._offset = 0
+        agent.events = []
+        path = os.path.join(scratch, "app.sock")
+        srv = Server(path)
+        subprocess.run(["rm", path], check=True)
+        agent.wait_event("socket_unlinked", path=path)
+        srv.stop()
+        assert agent.proc.poll() is None
+        with open(rotated) as f:
+            assert "socket_unlinked" not in f.read()
+    finally:
+        assert agent.stop() == 0
