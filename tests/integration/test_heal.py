@@ -23,6 +23,14 @@ def guards_of(path):
         return [], gd
 
 
+def wait_guard(path):
+    """This listener's guard link: other listeners (the agent's own control
+    socket among them) have guards on the same mount."""
+    ino = os.lstat(path).st_ino
+    return wait_until(lambda: [n for n in guards_of(path)[0] if n.endswith("-%d" % ino)],
+                      what="the guard of %s" % path)
+
+
 class Proc:
     """A server process of some kind, with its pid as SO_PEERCRED shows it."""
 
@@ -67,7 +75,7 @@ def heal_scenario(scratch, kind):
     srv = Proc(kind, path)
     echoes = kind != "python"  # the python server only accepts
     try:
-        wait_until(lambda: guards_of(path)[0], what="guard link made")
+        wait_guard(path)
         before = socket.socket(socket.AF_UNIX)
         before.connect(path)
         if echoes:
@@ -123,7 +131,7 @@ def queued_connection_survives_heal(scratch):
     agent = Agent(scratch)
     srv = Proc("c", path)
     try:
-        wait_until(lambda: guards_of(path)[0], what="guard")
+        wait_guard(path)
         srv.p.send_signal(signal.SIGUSR1)  # stop accepting
         time.sleep(0.2)  # the server's poll loop notices within 100 ms
         queued = socket.socket(socket.AF_UNIX)
@@ -146,7 +154,7 @@ def rename_of_file_over_path_is_not_healed(scratch):
     agent = Agent(scratch)
     srv = Proc("c", path)
     try:
-        wait_until(lambda: guards_of(path)[0], what="guard")
+        wait_guard(path)
         f = os.path.join(scratch, "plain")
         with open(f, "w") as fh:
             fh.write("x")
@@ -168,7 +176,7 @@ def owner_unlink_on_shutdown_is_not_healed(scratch):
     agent = Agent(scratch)
     srv = Proc("c", path)
     try:
-        wait_until(lambda: guards_of(path)[0], what="guard")
+        wait_guard(path)
         # the server unlinks its path while still listening, then exits
         srv.stop(signal.SIGTERM)
         ev = wait_until(lambda: agent.find("rebind_skipped", path=path) or
@@ -190,7 +198,7 @@ def new_instance_never_meets_eaddrinuse(scratch):
     agent = Agent(scratch)
     srv = Proc("c", path)
     try:
-        wait_until(lambda: guards_of(path)[0], what="guard")
+        wait_guard(path)
         out = subprocess.run([PLAIN, path, "--replace", "1000"], capture_output=True,
                              text=True, timeout=300).stdout
         res = json.loads(out)
@@ -211,13 +219,17 @@ def swept_guard_is_reported_and_remade(scratch):
     agent = Agent(scratch, "--reconcile", "0.3")
     srv = Proc("c", path)
     try:
-        names = wait_until(lambda: guards_of(path)[0], what="guard")
+        ino = os.lstat(path).st_ino
+
+        def mine():
+            return [n for n in guards_of(path)[0] if n.endswith("-%d" % ino)]
+        names = wait_until(mine, what="this listener's guard")
         _, gd = guards_of(path)
         for n in names:
             os.unlink(os.path.join(gd, n))
         lost = agent.wait_event("guard_lost", path=path)
         assert lost["reason"] == "swept", lost
-        wait_until(lambda: guards_of(path)[0], what="guard re-made")
+        wait_until(mine, what="guard re-made")
         os.unlink(path)
         agent.wait_event("rebind_succeeded", path=path)
     finally:
@@ -231,7 +243,7 @@ def flapping_path_opens_the_circuit(scratch):
     agent = Agent(scratch, "--heal-delay", "5")
     srv = Proc("c", path)
     try:
-        wait_until(lambda: guards_of(path)[0], what="guard")
+        wait_guard(path)
         t0 = time.monotonic()
         removed = 0
         while removed < 10 and time.monotonic() - t0 < 1.0:
@@ -259,10 +271,10 @@ def closed_listener_leaves_no_guard(scratch):
     agent = Agent(scratch, "--reconcile", "0.3")
     srv = Proc("c", path)
     try:
-        names = wait_until(lambda: guards_of(path)[0], what="guard")
         ino = os.lstat(path).st_ino
-        mine = [n for n in names if n.endswith("-%d" % ino)]
-        assert mine, names
+        # other listeners (the agent's own control socket) have guards too
+        mine = wait_until(lambda: [n for n in guards_of(path)[0] if n.endswith("-%d" % ino)],
+                          what="this listener's guard")
         srv.stop()
         wait_until(lambda: mine[0] not in guards_of(path)[0], what="guard pruned")
     finally:
@@ -295,7 +307,7 @@ def heal_ends_connect_streak(scratch):
     agent = Agent(scratch, "--heal-delay", "300")
     srv = Proc("c", path)
     try:
-        wait_until(lambda: guards_of(path)[0], what="guard")
+        wait_guard(path)
         os.unlink(path)
         for _ in range(25):
             assert connect_errno(path) == 2
@@ -313,7 +325,7 @@ def stale_guards_of_a_crashed_agent_are_pruned_or_used(scratch):
     agent = Agent(scratch)
     srv = Proc("c", path)
     try:
-        wait_until(lambda: guards_of(path)[0], what="guard")
+        wait_guard(path)
         agent.stop(sig=signal.SIGKILL)  # no chance to clean up
         ino = os.lstat(path).st_ino
         assert [n for n in guards_of(path)[0] if n.endswith("-%d" % ino)]
