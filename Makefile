@@ -118,14 +118,23 @@ $(OUTPUT)/bench-loop: bench/loop.c | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $< -o $@
 
+# the baselines sockwarden is measured against (bench/run.py)
+$(OUTPUT)/watchdog_server: bench/watchdog_server.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@
+
+$(OUTPUT)/inotify_watch: bench/inotify_watch.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@
+
 include tests/tests.mk
 
 # The full benchmark run (minutes); README's Performance table comes from it.
-bench: deps all $(OUTPUT)/bench-loop
+bench: deps all $(OUTPUT)/bench-loop $(OUTPUT)/watchdog_server $(OUTPUT)/inotify_watch $(OUTPUT)/plain_server
 	$(Q)python3 bench/run.py
 
 # Tiny sizes, so the benchmark programs cannot rot; part of `make test`.
-bench-smoke: all $(OUTPUT)/bench-loop
+bench-smoke: all $(OUTPUT)/bench-loop $(OUTPUT)/watchdog_server $(OUTPUT)/inotify_watch $(OUTPUT)/plain_server
 	$(Q)python3 bench/run.py --smoke --out $(OUTPUT)/bench-smoke.json >/dev/null
 	@echo "bench smoke: ok"
 

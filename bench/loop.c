@@ -7,19 +7,22 @@
  *   loop bind_unlink N DIR       bind() a socket path, then unlink() it
  *   loop unlink_file N DIR       create and unlink() regular files
  *   loop getppid N               an unrelated syscall
- *   loop heal N PATH PAUSE_US    N times: unlink PATH (a healed server's), then
- *                                connect every PAUSE_US until one succeeds
+ *   loop heal N PATH PAUSE_US    N times: hold a connection to PATH, unlink PATH,
+ *                                connect every PAUSE_US until one succeeds, then
+ *                                check the held connection still echoes
  *
  * Prints one JSON object: {"op":…, "n":…, "ns_per_op":…, "cpu_ns":…}; heal
  * adds "heal_ms" and "failed" per trial.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,10 +73,31 @@ static void pause_us(long us)
  * loop would. Each trial starts once the path serves again and the agent has
  * had a moment to finish the previous rebind.
  */
+/* An established connection, checked with one echo round trip. */
+static int held_open(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool still_served(int fd)
+{
+	struct timeval tv = { 2, 0 };
+	char c = 'x';
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return send(fd, &c, 1, MSG_NOSIGNAL) == 1 && recv(fd, &c, 1, 0) == 1 && c == 'x';
+}
+
 static int heal_trials(long n, const char *path, long pause)
 {
 	struct sockaddr_un sa;
-	long failed_total = 0;
+	long failed_total = 0, dropped_total = 0;
 
 	addr_of(&sa, path);
 	printf("{\"op\":\"heal\",\"n\":%ld,\"trials\":[", n);
@@ -89,6 +113,8 @@ static int heal_trials(long n, const char *path, long pause)
 			pause_us(1000);
 		}
 		pause_us(50000);
+		int held = held_open(&sa);
+
 		if (unlink(path)) {
 			perror("unlink");
 			return 1;
@@ -103,12 +129,17 @@ static int heal_trials(long n, const char *path, long pause)
 			pause_us(pause);
 		}
 		t1 = now_ns();
+		bool dropped = held < 0 || !still_served(held);
+
+		if (held >= 0)
+			close(held);
 		failed_total += failed;
-		printf("%s{\"heal_ms\":%.3f,\"failed\":%ld}", i ? "," : "",
-		       (double)(t1 - t0) / 1e6, failed);
+		dropped_total += dropped;
+		printf("%s{\"heal_ms\":%.3f,\"failed\":%ld,\"dropped\":%d}", i ? "," : "",
+		       (double)(t1 - t0) / 1e6, failed, dropped);
 		fflush(stdout);
 	}
-	printf("],\"failed\":%ld}\n", failed_total);
+	printf("],\"failed\":%ld,\"dropped\":%ld}\n", failed_total, dropped_total);
 	return 0;
 }
 

@@ -90,13 +90,21 @@ def loop(op, n, arg=None):
 
 # ----- detection latency -----
 
+INOTIFY = os.path.join(BUILD, "inotify_watch")
+
+
 def bench_detection(trials, scratch):
-    """unlink() returns → socket_unlinked read from the agent's stdout."""
+    """unlink() returns -> the removal is read from the watcher's stdout, for
+    sockwarden (socket_unlinked) and an inotify watcher of the parent
+    directory, both running, trials alternating between them."""
     path = os.path.join(scratch, "detect.sock")
     agent = AgentProc("--watch", path, "--events", "-")
-    lat = []
+    ino = subprocess.Popen([INOTIFY, scratch, "detect.sock"], stdout=subprocess.PIPE)
+    assert ino.stdout.readline().strip() == b"ready"
+    lat = {"sockwarden": [], "inotify": []}
+    actor = None
     try:
-        for _ in range(trials):
+        for i in range(2 * trials):
             s = socket.socket(socket.AF_UNIX)
             s.bind(path)
             s.listen(8)
@@ -108,13 +116,27 @@ def bench_detection(trials, scratch):
             time.sleep(0.002)
             os.unlink(path)
             t0 = time.monotonic_ns()
-            _, t1 = agent.wait(lambda e: e["event"] == "socket_unlinked" and
-                               e.get("path") == path)
-            lat.append((t1 - t0) / 1e6)
+            if i % 2 == 0:
+                ev, t1 = agent.wait(lambda e: e["event"] == "socket_unlinked" and
+                                    e.get("path") == path)
+                actor = ev.get("actor")
+                lat["sockwarden"].append((t1 - t0) / 1e6)
+            else:
+                line = ino.stdout.readline()
+                t1 = time.monotonic_ns()
+                assert line.startswith(b"gone"), line
+                lat["inotify"].append((t1 - t0) / 1e6)
             s.close()
+            if i % 2 == 0:
+                ino.stdout.readline()  # the inotify line of this trial, not timed
     finally:
         agent.stop()
-    return {"unit": "ms", "sockwarden": summary(lat),
+        ino.kill()
+        ino.wait()
+    sw, it = summary(lat["sockwarden"]), summary(lat["inotify"])
+    return {"unit": "ms", "sockwarden": sw, "inotify": it,
+            "ratio_median": sw["median"] / it["median"],
+            "who_removed_it": {"sockwarden": actor, "inotify": None},
             "mode": agent.started[0]["mode"]}
 
 
@@ -167,41 +189,123 @@ def bench_storm(total, procs, scratch):
 # ----- heal -----
 
 ECHO = os.path.join(BUILD, "echo_server")
+PLAIN = os.path.join(BUILD, "plain_server")
 
 
-def bench_heal(trials, scratch):
-    """Unlink returns -> a new client's connect succeeds, for each way of
-    healing, the client retrying every 100 us. The flap guard is opened wide:
-    these heals are back to back on purpose."""
+WATCHDOG = os.path.join(BUILD, "watchdog_server")
+SUPERVISOR = os.path.join(ROOT, "bench", "supervisor.py")
+
+
+def heal_run(path, trials, server_argv, agent_args=None):
+    """One way of getting a lost path back: `trials` heals measured by the
+    client side (bench-loop heal), which also holds a connection across each."""
+    agent = AgentProc("--events", "-", *agent_args) if agent_args is not None else None
+    srv = subprocess.Popen(server_argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        line = srv.stdout.readline()
+        assert line.startswith(b"ready"), line
+        r = subprocess.run([LOOP, "heal", str(trials), path, "100"], capture_output=True,
+                           timeout=3600)
+        assert r.returncode == 0, r.stderr.decode()
+        res = json.loads(r.stdout)
+    finally:
+        srv.terminate()
+        srv.wait()
+        if agent:
+            agent.stop()
+    ms = [t["heal_ms"] for t in res["trials"]]
+    return {"heal_ms": summary(ms), "failed_connects_total": res["failed"],
+            "failed_connects_per_heal": summary([t["failed"] for t in res["trials"]]),
+            "established_dropped": res["dropped"], "trials": trials, "retry_every_us": 100}
+
+
+def bench_heal(trials, baseline_trials, scratch, periods=(5, 1)):
+    """Path removed -> a new client's connect succeeds, for sockwarden's ways
+    of healing and for what users run instead, in one run. The client retries
+    every 100 us. sockwarden's flap guard is opened wide: these heals are back
+    to back on purpose."""
     out = {}
-    variants = [("link", [], "fd"), ("fd", ["--no-guard"], "fd"),
-                ("notify", ["--no-guard"], "notify")]
+
+    def d(name):
+        p = os.path.join(scratch, "heal-" + name)
+        os.makedirs(p, exist_ok=True)
+        return os.path.join(p, "app.sock")
+    flap = ["--flap-max", "63", "--flap-window", "0.1"]
     for delay in ("20", "0"):
-        for name, flags, heal in variants:
-            d = os.path.join(scratch, "heal-%s-%s" % (name, delay))
-            os.makedirs(d, exist_ok=True)
-            path = os.path.join(d, "app.sock")
-            agent = AgentProc("--events", "-", "--heal-delay", delay,
-                              "--flap-max", "63", "--flap-window", "0.1", *flags)
-            srv = subprocess.Popen([ECHO, path, "--heal", heal], stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL)
+        for name, flags, heal in (("link", [], "fd"), ("fd", ["--no-guard"], "fd"),
+                                  ("notify", ["--no-guard"], "notify")):
+            key = "sockwarden_%s_delay%sms" % (name, delay)
+            path = d(key)
+            out[key] = heal_run(path, trials, [ECHO, path, "--heal", heal],
+                                ["--heal-delay", delay] + flap + flags)
+            out[key]["heal_delay_ms"] = int(delay)
+    for period in periods:
+        key = "watchdog_stat_every_%gs" % period
+        path = d(key)
+        out[key] = heal_run(path, baseline_trials, [WATCHDOG, path, str(int(period * 1000))])
+    key = "probe_and_restart_every_%gs" % periods[0]
+    path = d(key)
+    out[key] = heal_run(path, baseline_trials, [sys.executable, SUPERVISOR, path,
+                                                str(periods[0]), "--", PLAIN, path])
+    return out
+
+
+# ----- scale -----
+
+LISTENERS = r"""
+import os, resource, socket, sys, time
+n, d = int(sys.argv[1]), sys.argv[2]
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, n + 100))
+socks = []
+for i in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(os.path.join(d, "l%05d.sock" % i))
+    s.listen(4)
+    socks.append(s)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def bench_scale(counts, scratch):
+    """n listening sockets on the host: the agent's start-up (exec ->
+    agent_started, after the first scan), one reconcile scan, resident memory."""
+    out = {}
+    for n in counts:
+        d = os.path.join(scratch, "scale%d" % n)
+        os.makedirs(d, exist_ok=True)
+        holder = subprocess.Popen([sys.executable, "-c", LISTENERS, str(n), d],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert holder.stdout.readline().strip() == b"ready"
+        try:
+            t0 = time.monotonic()
+            agent = AgentProc("--events", "-", "--reconcile", "1")
+            startup = time.monotonic() - t0
             try:
-                line = srv.stdout.readline()
-                assert line.startswith(b"ready"), line
-                r = subprocess.run([LOOP, "heal", str(trials), path, "100"],
-                                   capture_output=True, timeout=600)
-                assert r.returncode == 0, r.stderr.decode()
-                res = json.loads(r.stdout)
+                time.sleep(2.5)  # two scans on the 1 s period
+                st = subprocess.run([AGENT, "status", "--json"], capture_output=True,
+                                    timeout=60)
+                doc = json.loads(st.stdout)
+                out["listeners_%d" % n] = {
+                    "startup_s": startup,
+                    "watched": agent.started[0]["watched"],
+                    "scan_ms": doc["counters"]["last_scan_ms"],
+                    "rss_kib": rss_kib(agent.proc.pid),
+                    "endpoints": len(doc["endpoints"])}
             finally:
-                srv.kill()
-                srv.wait()
                 agent.stop()
-            ms = [t["heal_ms"] for t in res["trials"]]
-            failed = [t["failed"] for t in res["trials"]]
-            out["%s_delay%sms" % (name, delay)] = {
-                "heal_ms": summary(ms), "failed_connects_total": res["failed"],
-                "failed_connects_per_heal": summary(failed),
-                "retry_every_us": 100, "heal_delay_ms": int(delay)}
+        finally:
+            holder.kill()
+            holder.wait()
+        subprocess.run(["rm", "-rf", d])
     return out
 
 
@@ -255,7 +359,9 @@ def main():
     sections = [
         ("detection", lambda: bench_detection(5 if small else 200, scratch)),
         ("storm", lambda: bench_storm(2000 if small else 1_000_000, 2, scratch)),
-        ("heal", lambda: bench_heal(5 if small else 100, scratch)),
+        ("heal", lambda: bench_heal(3 if small else 100, 1 if small else 20, scratch,
+                                    (0.2, 0.1) if small else (5, 1))),
+        ("scale", lambda: bench_scale([0, 100] if small else [0, 10000], scratch)),
         ("overhead", lambda: bench_overhead(2000 if small else 200_000,
                                             1 if small else 5, scratch)),
     ]

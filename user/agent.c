@@ -74,6 +74,7 @@ struct agent {
 	struct journal_sink journal;
 	struct state_writer state;
 	uint64_t started_mono_ns;
+	uint64_t last_scan_ns;
 	struct actions actions;
 	bool have_actions;
 };
@@ -326,7 +327,18 @@ static void scan_prune(struct endpoint *e, void *ctx)
 	}
 }
 
+static void reconcile_scan(struct agent *a, bool initial);
+
+/* The scan, timed: status and the scale benchmark report how long it takes. */
 static void reconcile(struct agent *a, bool initial)
+{
+	uint64_t t0 = clock_mono_ns();
+
+	reconcile_scan(a, initial);
+	a->last_scan_ns = clock_mono_ns() - t0;
+}
+
+static void reconcile_scan(struct agent *a, bool initial)
 {
 	struct listener_list ll = {0};
 	struct owner_map om = {0};
@@ -1009,6 +1021,7 @@ static json_t *agent_status(void *ctx)
 	json_object_set_new(cnt, "endpoints_lost", json_integer((json_int_t)c.lost));
 	json_object_set_new(cnt, "registered", json_integer((json_int_t)c.registered));
 	json_object_set_new(cnt, "streaks_open", json_integer((json_int_t)a->co.n_open));
+	json_object_set_new(cnt, "last_scan_ms", json_real((double)a->last_scan_ns / 1e6));
 	json_object_set_new(doc, "counters", cnt);
 	json_object_set_new(doc, "endpoints", c.arr);
 	return doc;
