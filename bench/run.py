@@ -347,12 +347,65 @@ def machine():
             "machine": platform.machine(), "node": platform.node()}
 
 
+def table(r):
+    """The human summary of one run (Markdown, as README.md carries it)."""
+    m = r["machine"]
+    lines = ["machine: %s, %d cpus, kernel %s%s" % (m["machine"], m["cpus"], m["kernel"],
+                                                   ", SMOKE sizes" if r.get("smoke") else "")]
+    if "detection" in r:
+        d = r["detection"]
+        lines += ["", "detection (unlink returns -> event read), mode %s, %d trials each" % (
+            d["mode"], d["sockwarden"]["n"]),
+            "| watcher | median ms | p99 ms | who removed it |", "| --- | --- | --- | --- |",
+            "| sockwarden | %.3f | %.3f | pid, comm, uid |" % (d["sockwarden"]["median"],
+                                                          d["sockwarden"]["p99"]),
+            "| inotify on the directory | %.3f | %.3f | nothing |" % (d["inotify"]["median"],
+                                                                   d["inotify"]["p99"])]
+    if "heal" in r:
+        lines += ["", "heal (path removed -> a new client's connect succeeds; client retries "
+                  "every 100 us; a connection held across each heal)",
+                  "| how | trials | median ms | p99 ms | x sockwarden link | failed connects "
+                  "per heal (median) | held connections dropped |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        ref = r["heal"].get("sockwarden_link_delay20ms", {}).get("heal_ms", {}).get("median")
+        for k, v in r["heal"].items():
+            lines.append("| %s | %d | %.2f | %.2f | %s | %d | %d |" % (
+                k, v["trials"], v["heal_ms"]["median"], v["heal_ms"]["p99"],
+                "%.1f" % (v["heal_ms"]["median"] / ref) if ref else "-",
+                v["failed_connects_per_heal"]["median"], v["established_dropped"]))
+    if "storm" in r:
+        st = r["storm"]
+        lines += ["", "storm: %d failed connects from %d processes: counted %d, %d events "
+                  "written, %d lost; agent CPU %.0f ms vs storm CPU %.0f ms" % (
+                      st["failed_connects"], st["processes"], st["counted_by_agent"],
+                      st["events_written"], st["events_lost"], st["agent_cpu_ms"],
+                      st["storm_cpu_ms"])]
+    if "scale" in r:
+        lines += ["", "| listeners on the host | start-up s | reconcile scan ms | RSS MiB |",
+                  "| --- | --- | --- | --- |"]
+        for k, v in r["scale"].items():
+            lines.append("| %s | %.2f | %.1f | %.1f |" % (k.split("_")[1], v["startup_s"],
+                                                          v["scan_ms"], v["rss_kib"] / 1024))
+    if "overhead" in r:
+        lines += ["", "overhead per call, agent running vs not (medians of alternating rounds)",
+                  "| operation | without ns | with ns | ratio |", "| --- | --- | --- | --- |"]
+        for k, v in r["overhead"].items():
+            lines.append("| %s | %.0f | %.0f | %.2f |" % (k, v["without_ns"], v["with_ns"],
+                                                         v["ratio"]))
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: the programs run")
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--out", default=os.path.join(BUILD, "bench.json"))
+    ap.add_argument("--table", metavar="BENCH_JSON", help="print the table of an earlier run")
     args = ap.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(table(json.load(f)))
+        return
     small = args.smoke
     scratch = tempfile.mkdtemp(prefix="sw-bench-")
     results = {"machine": machine(), "smoke": small}
@@ -375,6 +428,7 @@ def main():
     subprocess.run(["rm", "-rf", scratch])
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
+    print(table(results))
     print("wrote", args.out)
 
 
