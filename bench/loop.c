@@ -7,7 +7,9 @@
  *   loop bind_unlink N DIR       bind() a socket path, then unlink() it
  *   loop unlink_file N DIR       create and unlink() regular files
  *   loop getppid N               an unrelated syscall
- *   loop heal N PATH PAUSE_US    N times: hold a connection to PATH, unlink PATH,
+ *   loop heal N PATH PAUSE_US [JITTER_US]
+ *                                N times: hold a connection to PATH, unlink PATH
+ *                                (after a random wait up to JITTER_US),
  *                                connect every PAUSE_US until one succeeds, then
  *                                check the held connection still echoes
  *
@@ -94,7 +96,7 @@ static bool still_served(int fd)
 	return send(fd, &c, 1, MSG_NOSIGNAL) == 1 && recv(fd, &c, 1, 0) == 1 && c == 'x';
 }
 
-static int heal_trials(long n, const char *path, long pause)
+static int heal_trials(long n, const char *path, long pause, long jitter_us)
 {
 	struct sockaddr_un sa;
 	long failed_total = 0, dropped_total = 0;
@@ -112,7 +114,9 @@ static int heal_trials(long n, const char *path, long pause)
 			}
 			pause_us(1000);
 		}
-		pause_us(50000);
+		/* a random phase against any periodic checker: without it a
+		 * watchdog's loss would always land just after its last check */
+		pause_us(50000 + (jitter_us > 0 ? random() % jitter_us : 0));
 		int held = held_open(&sa);
 
 		if (unlink(path)) {
@@ -157,7 +161,8 @@ int main(int argc, char **argv)
 	op = argv[1];
 	n = atol(argv[2]);
 	if (strcmp(op, "heal") == 0)
-		return argc < 5 ? 2 : heal_trials(n, argv[3], atol(argv[4]));
+		return argc < 5 ? 2 : heal_trials(n, argv[3], atol(argv[4]),
+						  argc > 5 ? atol(argv[5]) : 0);
 	if (strcmp(op, "connect_fail") == 0) {
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 

@@ -196,7 +196,7 @@ WATCHDOG = os.path.join(BUILD, "watchdog_server")
 SUPERVISOR = os.path.join(ROOT, "bench", "supervisor.py")
 
 
-def heal_run(path, trials, server_argv, agent_args=None):
+def heal_run(path, trials, server_argv, agent_args=None, jitter_s=0):
     """One way of getting a lost path back: `trials` heals measured by the
     client side (bench-loop heal), which also holds a connection across each."""
     agent = AgentProc("--events", "-", *agent_args) if agent_args is not None else None
@@ -204,8 +204,8 @@ def heal_run(path, trials, server_argv, agent_args=None):
     try:
         line = srv.stdout.readline()
         assert line.startswith(b"ready"), line
-        r = subprocess.run([LOOP, "heal", str(trials), path, "100"], capture_output=True,
-                           timeout=3600)
+        r = subprocess.run([LOOP, "heal", str(trials), path, "100",
+                            str(int(jitter_s * 1e6))], capture_output=True, timeout=3600)
         assert r.returncode == 0, r.stderr.decode()
         res = json.loads(r.stdout)
     finally:
@@ -242,11 +242,13 @@ def bench_heal(trials, baseline_trials, scratch, periods=(5, 1)):
     for period in periods:
         key = "watchdog_stat_every_%gs" % period
         path = d(key)
-        out[key] = heal_run(path, baseline_trials, [WATCHDOG, path, str(int(period * 1000))])
+        out[key] = heal_run(path, baseline_trials, [WATCHDOG, path, str(int(period * 1000))],
+                            jitter_s=period)
     key = "probe_and_restart_every_%gs" % periods[0]
     path = d(key)
     out[key] = heal_run(path, baseline_trials, [sys.executable, SUPERVISOR, path,
-                                                str(periods[0]), "--", PLAIN, path])
+                                                str(periods[0]), "--", PLAIN, path],
+                        jitter_s=periods[0])
     return out
 
 
@@ -371,7 +373,7 @@ def table(r):
         for k, v in r["heal"].items():
             lines.append("| %s | %d | %.2f | %.2f | %s | %d | %d |" % (
                 k, v["trials"], v["heal_ms"]["median"], v["heal_ms"]["p99"],
-                "%.1f" % (v["heal_ms"]["median"] / ref) if ref else "-",
+                "%.3g" % (v["heal_ms"]["median"] / ref) if ref else "-",
                 v["failed_connects_per_heal"]["median"], v["established_dropped"]))
     if "storm" in r:
         st = r["storm"]
