@@ -13,10 +13,18 @@ UNIT_DEPS_test_report := report clock
 UNIT_DEPS_test_control_codec := control healer guard flapguard endpoints discovery \
 	events paths clock log loop
 
+# config.c parses --mode with the loader's parser: libbpf comes along.
+UNIT_DEPS_test_config := config bpf_attach endpoints discovery paths clock log
+UNIT_LIBS_test_config := -linih -lbpf -lelf -lz
+UNIT_DEPS_test_actions := actions config bpf_attach endpoints discovery events flapguard paths clock \
+	log loop
+UNIT_LIBS_test_actions := -linih -lbpf -lelf -lz
+UNIT_DEPS_test_state := state events flapguard endpoints discovery paths clock
+
 $(OUTPUT)/tests/%: tests/unit/%.c $(AGENT_OBJS) | $(OUTPUT)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $< $(foreach d,$(UNIT_DEPS_$*),$(OUTPUT)/user/$(d).o) \
-		-o $@ -lcmocka -ljansson
+		-o $@ -lcmocka -ljansson $(UNIT_LIBS_$*)
 
 # Runs every test binary, then fails if any failed.
 unit-test: $(UNIT_TESTS)
