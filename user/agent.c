@@ -1330,7 +1330,10 @@ int agent_run(const struct agent_options *opt)
 		int prev = 0;
 
 		rc = state_writer_open(&a.state, opt->state_file, &prev);
-		if (rc) {
+		if (rc && strcmp(opt->state_file, STATE_FILE_DEFAULT) == 0) {
+			/* the default place is a convenience: the agent runs without it */
+			log_warn("no state file: %s: %s", opt->state_file, strerror(-rc));
+		} else if (rc) {
 			fprintf(stderr, "sockwarden: --state %s: %s\n", opt->state_file,
 				strerror(-rc));
 			status = SW_EXIT_USAGE;

@@ -555,3 +555,12 @@ def sighup_reopens_the_events_file(scratch):
             assert "socket_unlinked" not in f.read()
     finally:
         assert agent.stop() == 0
+
+
+@test
+def unusable_state_file_is_an_error_when_named(scratch):
+    r = subprocess.run([AGENT, "run", "--events", os.path.join(scratch, "e.jsonl"),
+                        "--state", "relative/state.json"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "--state relative/state.json" in r.stderr, (r.returncode,
+                                                                              r.stderr)
