@@ -36,7 +36,7 @@ CC ?= cc
 # Debian 12 packages the build and the tests need.
 DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config \
 	libjansson-dev libsystemd-dev libinih-dev libcmocka-dev scdoc \
-	libmicrohttpd-dev socat python3 procps iproute2
+	libmicrohttpd-dev socat python3 procps iproute2 libclang-rt-14-dev
 
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	-I$(OUTPUT) -Ivmlinux/$(VMLINUX_ARCH) -Ibpf
@@ -145,6 +145,7 @@ test: deps all
 	$(Q)$(MAKE) --no-print-directory unit-test
 	$(Q)$(MAKE) --no-print-directory integration-test
 	$(Q)$(MAKE) --no-print-directory bench-smoke
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 
 clean:
 	$(call msg,CLEAN,$(OUTPUT))
@@ -234,3 +235,39 @@ uninstall:
 		$(DESTDIR)$(PKGCONFIGDIR)/sockwarden.pc $(DESTDIR)$(MANDIR)/man8/sockwarden.8 \
 		$(DESTDIR)$(MANDIR)/man5/sockwarden.conf.5 $(DESTDIR)$(MANDIR)/man3/libsockwarden.3 \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/sockwarden.service
+
+# ----- fuzzing (libFuzzer, clang; ASan and UBSan) -----
+# make fuzz [FUZZ_SECONDS=60]: each target for a bounded time from the
+# committed corpus in fuzz/corpus/<target>; new inputs stay in build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := control_decode lib_decode event_path
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-D_GNU_SOURCE -DSOCKWARDEN_VERSION='"$(VERSION)"'
+FUZZ_SRCS_control_decode := user/control.c user/healer.c user/guard.c user/flapguard.c \
+	user/endpoints.c user/discovery.c user/events.c user/paths.c user/clock.c user/log.c \
+	user/loop.c
+FUZZ_INC_control_decode := -Iuser -Ibpf -I$(OUTPUT)
+FUZZ_LIBS_control_decode := -ljansson
+FUZZ_SRCS_lib_decode := user/lib/codec.c
+FUZZ_INC_lib_decode := -Iuser/include -Iuser/lib
+FUZZ_SRCS_event_path := user/events.c user/paths.c user/clock.c
+FUZZ_INC_event_path := -Iuser -Ibpf
+FUZZ_LIBS_event_path := -ljansson
+
+$(OUTPUT)/fuzz/%: fuzz/%.c $(SKEL) $(wildcard user/*.[ch] user/lib/*.[ch]) | $(OUTPUT)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(OUTPUT)/fuzz
+	$(Q)clang $(FUZZ_CFLAGS) $(FUZZ_INC_$*) $< $(FUZZ_SRCS_$*) -o $@ $(FUZZ_LIBS_$*)
+
+fuzz: $(foreach t,$(FUZZ_TARGETS),$(OUTPUT)/fuzz/$(t))
+	$(Q)set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(OUTPUT)/fuzz/corpus-$$t; \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		rc=0; $(OUTPUT)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+			-print_final_stats=1 -artifact_prefix=$(OUTPUT)/fuzz/$$t- \
+			$(OUTPUT)/fuzz/corpus-$$t fuzz/corpus/$$t > $(OUTPUT)/fuzz/$$t.log 2>&1 || rc=$$?; \
+		grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Assertion" $(OUTPUT)/fuzz/$$t.log; \
+		if [ $$rc -ne 0 ]; then echo "fuzz $$t failed: see $(OUTPUT)/fuzz/$$t.log"; exit 1; fi; \
+	done
+
+.PHONY: fuzz

@@ -57,6 +57,12 @@ char *path_escape(const void *bytes, size_t len)
 	while (i < len) {
 		size_t n = 1;
 
+		if (s[i] == 0) {
+			/* a NUL inside a name would end the string anywhere downstream */
+			o += sprintf(o, "\\x00");
+			i++;
+			continue;
+		}
 		if (s[i] >= 0x80) {
 			/* copy a valid multi-byte sequence as is, escape anything else */
 			n = (s[i] & 0xe0) == 0xc0 ? 2 : (s[i] & 0xf0) == 0xe0 ? 3 :
@@ -90,7 +96,7 @@ void event_set_path(json_t *ev, const char *key, const void *bytes, size_t len)
 		free(esc);
 		return;
 	}
-	if (utf8_valid(s, len)) {
+	if (utf8_valid(s, len) && !memchr(s, 0, len)) {
 		json_object_set_new(ev, key, json_stringn((const char *)s, len));
 		return;
 	}

@@ -360,6 +360,25 @@ static void test_errno_names(void **state)
 	assert_string_equal(errno_name(99999), "EOTHER");
 }
 
+/* Found by fuzz/event_path.c: a NUL inside a name made JSON no parser reads
+ * back; it is escaped now, and the exact bytes go to path_hex. */
+static void test_path_with_nul_is_escaped(void **state)
+{
+	json_t *ev = json_object(), *back;
+	char *s;
+
+	(void)state;
+	event_set_path(ev, "path", "/a\0b", 4);
+	assert_string_equal(json_string_value(json_object_get(ev, "path")), "/a\\x00b");
+	assert_string_equal(json_string_value(json_object_get(ev, "path_hex")), "2f610062");
+	s = json_dumps(ev, JSON_COMPACT);
+	back = json_loads(s, 0, NULL);
+	assert_non_null(back);
+	json_decref(back);
+	free(s);
+	json_decref(ev);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -384,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_set_proc_comm_invalid_utf8_escaped),
 		cmocka_unit_test(test_set_proc_uid_above_int32),
 		cmocka_unit_test(test_errno_names),
+		cmocka_unit_test(test_path_with_nul_is_escaped),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
