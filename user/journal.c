@@ -147,7 +147,7 @@ static void send_entry(struct journal_sink *j, char **fields)
 	struct iovec iov[JOURNAL_FIELDS_MAX];
 	int n = 0;
 
-	for (; fields[n] && n < JOURNAL_FIELDS_MAX; n++) {
+	for (; n < JOURNAL_FIELDS_MAX && fields[n]; n++) {
 		iov[n].iov_base = fields[n];
 		iov[n].iov_len = strlen(fields[n]);
 	}

@@ -242,7 +242,7 @@ enum { K_OP = 1, K_PATH = 2, K_REASON = 4, K_SEQ = 8 };
 
 int sw_codec_decode(const char *buf, size_t len, struct sw_codec_msg *m)
 {
-	struct reader r = { (const unsigned char *)buf, (const unsigned char *)buf + len };
+	struct reader r;
 	unsigned have = 0, allowed, required;
 	char op[16] = "";
 	int64_t seq = 0;
@@ -254,6 +254,7 @@ int sw_codec_decode(const char *buf, size_t len, struct sw_codec_msg *m)
 		return -EMSGSIZE;
 	if (!buf)
 		return -EBADMSG;
+	r = (struct reader){ (const unsigned char *)buf, (const unsigned char *)buf + len };
 	skip_ws(&r);
 	if (!eat(&r, '{'))
 		return -EBADMSG;
