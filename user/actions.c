@@ -304,17 +304,13 @@ void actions_on_event(struct actions *ac, struct endpoint *e, const char *event,
 		      const char *reason)
 {
 	const struct path_cfg *pc = e->cfg;
-	struct flap_cfg fc = *ac->flap;
+	const struct flap_cfg fc = path_cfg_flap(pc, ac->flap);
 	uint64_t now = clock_mono_ns();
 	enum flap_verdict v;
 	json_t *ev;
 
 	if (!pc || pc->action == ACTION_NONE || !is_trigger(event, reason))
 		return;
-	if (pc->has_flap_max)
-		fc.max_heals = pc->flap_max;
-	if (pc->has_flap_window)
-		fc.window_ns = pc->flap_window_ns;
 	v = flap_check(&e->action_flap, &fc, now);
 	if (v != FLAP_ALLOW) {
 		ev = action_event(ac, e, pc->action == ACTION_SIGNAL ? "signal" : "exec", event,

@@ -48,6 +48,19 @@ void path_cfgs_free(struct path_cfgs *p);
 /* Appends a normalised path to opt->watch; -ENOMEM. */
 int agent_options_add_watch(struct agent_options *opt, const char *path);
 const struct path_cfg *path_cfg_find(const struct path_cfgs *p, const char *path);
+/* The flap settings of a path: its section's keys over the globals. Inline:
+ * the healer and the actions use it without linking the parser. */
+static inline struct flap_cfg path_cfg_flap(const struct path_cfg *pc,
+					    const struct flap_cfg *global)
+{
+	struct flap_cfg fc = *global;
+
+	if (pc && pc->has_flap_max)
+		fc.max_heals = pc->flap_max;
+	if (pc && pc->has_flap_window)
+		fc.window_ns = pc->flap_window_ns;
+	return fc;
+}
 
 /* Parsers shared with the command line; false on a bad value. */
 bool config_parse_seconds(const char *s, uint64_t *ns);

@@ -234,6 +234,14 @@ static void set_peer_owner(json_t *ev, const struct ctl_peer *p)
 
 static uint64_t socket_inode_of_fd(int fd);
 
+/* A pidfd polls readable once its process has exited. */
+static bool pidfd_exited(int pidfd)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) == 1;
+}
+
 /* Whether the server listens on the socket the agent sent and is alive to
  * serve it: an adoption whose `adopted` never arrived (lost in a disconnect,
  * late for the deadline) still put the path back, and it stays. */
@@ -245,12 +253,8 @@ static bool served_by_peer(const struct registration *r)
 	if (r->our_fd < 0 || r->peer->dead ||
 	    getsockopt(r->our_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening)
 		return false;
-	if (r->peer->pidfd >= 0) {
-		struct pollfd pfd = { .fd = r->peer->pidfd, .events = POLLIN };
-
-		if (poll(&pfd, 1, 0) == 1)
-			return false; /* exited: the agent's copy is the last one */
-	}
+	if (r->peer->pidfd >= 0 && pidfd_exited(r->peer->pidfd))
+		return false; /* exited: the agent's copy is the last one */
 	return discovery_pid_holds(r->peer->owner.pid, socket_inode_of_fd(r->our_fd));
 }
 
@@ -796,30 +800,17 @@ out:
  * kernel has marked it PF_EXITING (set before do_exit closes its files). */
 static bool peer_exiting(const struct ctl_peer *p)
 {
-	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
-	char path[64], buf[1024];
 	unsigned long flags = 0;
-	const char *rp;
-	ssize_t n;
-	int fd;
+	char state;
+	int rc;
 
 	if (p->pidfd < 0)
 		return false;
-	if (poll(&pfd, 1, 0) == 1)
+	if (pidfd_exited(p->pidfd))
 		return true;
-	snprintf(path, sizeof(path), "/proc/%d/stat", p->owner.pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	/* fields after the command name: state ppid pgrp session tty tpgid flags */
-	rp = strrchr(buf, ')');
-	if (!rp || sscanf(rp + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
-		return false;
+	rc = proc_stat_read(p->owner.pid, &state, &flags);
+	if (rc)
+		return rc == -ENOENT;
 	return flags & 0x4; /* PF_EXITING */
 }
 

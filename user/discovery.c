@@ -409,6 +409,30 @@ void owner_map_free(struct owner_map *m)
 	memset(m, 0, sizeof(*m));
 }
 
+int proc_stat_read(pid_t pid, char *state, unsigned long *flags)
+{
+	char path[64], buf[1024];
+	const char *rp;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = 0;
+	/* the command name may hold anything: the fields start after its last ')'
+	 * as state ppid pgrp session tty tpgid flags */
+	rp = strrchr(buf, ')');
+	if (!rp || sscanf(rp + 1, " %c %*d %*d %*d %*d %*d %lu", state, flags) != 2)
+		return -EIO;
+	return 0;
+}
+
 bool proc_cwd(pid_t pid, char *out, size_t outlen)
 {
 	char p[64];

@@ -64,6 +64,9 @@ bool owner_same_program(const struct owner *a, const struct owner *b);
 bool discovery_pid_holds(pid_t pid, uint64_t sock_ino);
 /* The sockfs inode behind /proc/<pid>/fd/<fd>, or 0. */
 uint64_t fd_socket_inode(pid_t pid, int fd);
+/* State letter and kernel flags (PF_*) of a process from /proc/<pid>/stat;
+ * 0, or -errno (-ENOENT: the process is gone). */
+int proc_stat_read(pid_t pid, char *state, unsigned long *flags);
 /* Reads /proc/<pid>/cwd into out. */
 bool proc_cwd(pid_t pid, char *out, size_t outlen);
 /* kernel s_dev encoding (major << 20 | minor) to a userspace dev_t */

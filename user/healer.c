@@ -282,22 +282,10 @@ static void heal_failed(struct healer *h, struct endpoint *e, const char *how,
 	h->emit(h->emit_ctx, ev);
 }
 
-/* The flap settings of a path: the config's section over the globals. */
-static struct flap_cfg flap_for(const struct healer *h, const struct endpoint *e)
-{
-	struct flap_cfg fc = h->cfg.flap;
-
-	if (e->cfg && e->cfg->has_flap_max)
-		fc.max_heals = e->cfg->flap_max;
-	if (e->cfg && e->cfg->has_flap_window)
-		fc.window_ns = e->cfg->flap_window_ns;
-	return fc;
-}
-
 /* Returns true when the path is back. */
 static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 {
-	const struct flap_cfg fc = flap_for(h, e);
+	const struct flap_cfg fc = path_cfg_flap(e->cfg, &h->cfg.flap);
 	const char *why = NULL;
 	struct stat st;
 	json_t *ev;

@@ -57,7 +57,6 @@ void metrics_count(struct metrics *m, json_t *ev)
 
 	if (i >= 0)
 		m->events_by_type[i]++;
-	m->dirty = true;
 	if (!name)
 		return;
 	if (strcmp(name, "rebind_succeeded") == 0)
@@ -234,6 +233,11 @@ void metrics_publish(struct metrics *m, const struct metrics_gauges *g)
 
 	if (!text)
 		return;
+	/* every tick renders; only a change is published and written out */
+	if (m->text && len == m->text_len && memcmp(text, m->text, len) == 0) {
+		free(text);
+		return;
+	}
 	if (m->file) {
 		int rc = write_atomically(m->file, text, len);
 
@@ -246,7 +250,6 @@ void metrics_publish(struct metrics *m, const struct metrics_gauges *g)
 	m->text_len = len;
 	pthread_mutex_unlock(&m->lock);
 	free(old);
-	m->dirty = false;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

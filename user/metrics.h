@@ -36,7 +36,6 @@ struct metrics {
 	pthread_mutex_t lock;
 	char *text;
 	size_t text_len;
-	bool dirty;
 	struct MHD_Daemon *httpd;
 	char *file;
 };

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "control.h"
+#include "discovery.h"
 #include "events.h"
 #include "exitcodes.h"
 #include "flapguard.h"
@@ -36,20 +37,11 @@ static int mkdir_parent(const char *file)
 /* Alive and not a zombie: a killed agent its parent has not reaped yet is gone. */
 static bool process_alive(int pid)
 {
-	char path[64], buf[512], *rp;
-	FILE *f;
-	bool alive = false;
+	unsigned long flags;
+	char state;
 
-	if (pid <= 0)
-		return false;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	if (fgets(buf, sizeof(buf), f) && (rp = strrchr(buf, ')')) && rp[1] == ' ')
-		alive = rp[2] != 'Z' && rp[2] != 'X';
-	fclose(f);
-	return alive;
+	return pid > 0 && proc_stat_read(pid, &state, &flags) == 0 && state != 'Z' &&
+	       state != 'X';
 }
 
 int state_writer_open(struct state_writer *w, const char *file, int *previous_pid)

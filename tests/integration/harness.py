@@ -7,6 +7,7 @@ whose event must arrive after any event the first action could have caused.
 """
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -231,7 +232,6 @@ class LineReader:
         self.lines = []
 
     def pump(self, timeout):
-        import select
         r, _, _ = select.select([self.fd], [], [], max(timeout, 0))
         if r:
             data = os.read(self.fd, 65536)
