@@ -732,6 +732,14 @@ static void on_connect_fail(struct agent *a, const struct sw_rec_connect *r)
 	}
 }
 
+static bool path_streak_open(struct agent *a, const char *path)
+{
+	for (int i = 0; i < SW_ERR_MAX; i++)
+		if (coalescer_find(&a->co, path, err_of_index[i]))
+			return true;
+	return false;
+}
+
 static void streak_recovered(struct agent *a, const char *path, int err_index,
 			     uint32_t gen, uint64_t closed_failures, uint64_t when,
 			     const char *how)
@@ -741,6 +749,7 @@ static void streak_recovered(struct agent *a, const char *path, int err_index,
 	struct coalesced_client cl[COALESCER_TOP_CLIENTS];
 	size_t n = bpf_agent_clients(&a->bpf, path, err_index, gen, keys, vals,
 				     COALESCER_TOP_CLIENTS);
+	struct endpoint *e;
 
 	for (size_t i = 0; i < n; i++) {
 		cl[i].pid = (pid_t)keys[i].tgid;
@@ -749,17 +758,22 @@ static void streak_recovered(struct agent *a, const char *path, int err_index,
 		cl[i].comm[sizeof(cl[i].comm) - 1] = 0;
 		cl[i].failures = vals[i].failures;
 	}
+	/* after a heal of this path the first success is the heal's, however the
+	 * agent learns of it: its verifying connect, a client's, or a map scan */
+	e = ep_lookup(&a->eps, path);
+	if (e && e->recovered_how)
+		how = e->recovered_how;
 	coalescer_recovered(&a->co, path, err_of_index[err_index], gen, closed_failures,
 			    when, how, cl, n);
 	bpf_agent_clients_forget(&a->bpf, path, err_index, gen);
+	if (e && e->recovered_how && !path_streak_open(a, path))
+		e->recovered_how = NULL; /* credited: a later recovery is not this heal's */
 }
 
 static void on_connect_ok(struct agent *a, const struct sw_rec_connect *r)
 {
 	char path[SW_SUN_PATH_LEN + 1];
 	struct sw_connect_stat st;
-	const char *how = "connect";
-	struct endpoint *e;
 	struct streak *s;
 	int err_index = (int)r->key.err;
 
@@ -777,11 +791,7 @@ static void on_connect_ok(struct agent *a, const struct sw_rec_connect *r)
 		coalescer_failing(&a->co, path, err_of_index[err_index], st.gen,
 				  st.streak_start_failures, st.streak_start_ns, &cl);
 	}
-	e = ep_lookup(&a->eps, path);
-	/* the agent's own connect verifies a heal: credit the heal */
-	if (e && e->recovered_how && r->hdr.proc.tgid == (uint32_t)getpid())
-		how = e->recovered_how;
-	streak_recovered(a, path, err_index, r->gen, r->count, r->hdr.ts_ns, how);
+	streak_recovered(a, path, err_index, r->gen, r->count, r->hdr.ts_ns, "connect");
 }
 
 static int on_record(void *ctx, void *data, size_t size)

@@ -284,6 +284,7 @@ static void rebind_failed(struct registration *r, const char *reason)
 	json_object_set_new(ev, "reason", json_string(reason));
 	json_object_set_new(ev, "seq", json_integer(r->inflight_seq));
 	set_peer_owner(ev, r->peer);
+	r->e->recovered_how = NULL;
 	rebind_discard(r);
 	c->healer->heals_failed++;
 	c->hooks.emit(c->hooks.ctx, ev);
@@ -385,6 +386,8 @@ bool control_rebind(struct control *c, struct endpoint *e)
 		rebind_failed(r, rc == -EAGAIN ? "peer_not_reading" : "send_failed");
 		return true;
 	}
+	/* while it is in flight, the path serves again only through this rebind */
+	e->recovered_how = heal_name(r->heal);
 	return true;
 }
 
@@ -495,7 +498,7 @@ static void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
 	e->heal_pending = false;
 	ep_record_fs(e);
 	healer_listener_seen(c->healer, e);
-	e->recovered_how = r->heal == HEAL_FD ? "fd" : "notify";
+	e->recovered_how = heal_name(r->heal);
 	ev = ctl_event(c, "rebind_succeeded", "info", e->path);
 	json_object_set_new(ev, "how", json_string(heal_name(r->heal)));
 	json_object_set_new(ev, "heal_ms", json_real((double)(clock_mono_ns() - e->lost_ns) / 1e6));
