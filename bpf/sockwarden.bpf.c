@@ -854,6 +854,7 @@ static __always_inline void file_id__from_socket_fd(struct sw_file_id *id, int f
 static __always_inline void listener__watch(const struct sw_path_key *path, int fd)
 {
 	__u32 flags = SW_WATCH_SOCKET;
+	struct sw_path_state ps = { .flags = 1 };
 	struct sw_file_id id = {};
 	__u64 h = path__last_component_hash(path);
 
@@ -862,6 +863,9 @@ static __always_inline void listener__watch(const struct sw_path_key *path, int 
 	file_id__from_socket_fd(&id, fd);
 	if (id.ino)
 		bpf_map_update_elem(&watched_inodes, &id, &flags, BPF_NOEXIST);
+	/* connects to it are counted from its first one, not from when the
+	 * agent reads this record: the agent adds it the same way (NOEXIST) */
+	bpf_map_update_elem(&watched_paths, path, &ps, BPF_NOEXIST);
 }
 
 SEC("tracepoint/syscalls/sys_exit_listen")
