@@ -1092,7 +1092,10 @@ static void heal_verify(struct endpoint *e, void *ctx)
 		if (bpf_agent_connect_stat(&a->bpf, e->path, i, &st) == 0 && st.open)
 			open = true;
 	if (!open || !path_fits_sun_path(e->path)) {
-		e->recovered_how = NULL;
+		/* a streak the kernel has closed but whose end the agent has not
+		 * read yet is still this heal's to credit (streak_recovered clears) */
+		if (!path_streak_open(a, e->path))
+			e->recovered_how = NULL;
 		return;
 	}
 	fd = socket(AF_UNIX, e->l.type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
