@@ -17,8 +17,13 @@ import time
 import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AGENT = os.path.join(ROOT, "build", "sockwarden")
+# SW_BUILD names another build folder (make check-asan's, the VM's copy)
+BUILD = os.environ.get("SW_BUILD") or os.path.join(ROOT, "build")
+AGENT = os.path.join(BUILD, "sockwarden")
 IN_CI = os.environ.get("CI") == "true"
+# SW_TEST_MODE=fentry|tracepoint runs every agent in that attach mode (make
+# vmtest runs the suite once per mode); unset, the agent picks (auto).
+MODE = os.environ.get("SW_TEST_MODE") or None
 
 TESTS = []
 # every process a test starts, stopped after it whatever happened
@@ -56,6 +61,8 @@ class Agent:
             if os.path.exists(p):
                 os.unlink(p)
         self.args = [AGENT, "run", "--events", self.events_path] + list(args)
+        if MODE and "--mode" not in args:
+            self.args += ["--mode", MODE]
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
                                      stderr=self.stderr, env=env)

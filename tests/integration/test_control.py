@@ -16,10 +16,10 @@ import subprocess
 import sys
 import time
 
-from harness import (LIVE, Agent, LineReader, ROOT, client, connect_errno, echo, mount_root,
+from harness import (BUILD, LIVE, Agent, LineReader, ROOT, client, connect_errno, echo, mount_root,
                      peercred, test, wait_until)
 
-ECHO = os.path.join(ROOT, "build", "echo_server")
+ECHO = os.path.join(BUILD, "echo_server")
 CTL_SERVER = os.path.join(ROOT, "tests", "servers", "ctl_server.py")
 UNPRIV = 4242  # a uid and gid no one on these machines uses
 

@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 
-from harness import (Agent, Server, ROOT, connect_errno, echo, mount_root, peercred, run_py,
+from harness import (BUILD, Agent, Server, ROOT, connect_errno, echo, mount_root, peercred, run_py,
                      test, wait_until)
 
-PLAIN = os.path.join(ROOT, "build", "plain_server")
+PLAIN = os.path.join(BUILD, "plain_server")
 GUARD_DIR = "/.sockwarden-guard"  # the test scratch lives on the root mount
 
 
