@@ -317,30 +317,45 @@ OVERHEAD_OPS = [("connect_fail", "path"), ("connect_ok", "dir"), ("bind_unlink",
                 ("unlink_file", "dir"), ("getppid", None)]
 
 
-def bench_overhead(n, rounds, scratch):
-    """Time per call without and with the agent, alternating rounds."""
+def bench_overhead(n, rounds, scratch, modes=None):
+    """Time per call without and with the agent, alternating rounds.
+
+    With modes (say fentry and tracepoint), the agent runs once per mode in
+    each round, so the modes are compared on the same kernel in one run."""
     work = os.path.join(scratch, "ovh")
     os.makedirs(work, exist_ok=True)
     watched = os.path.join(work, "nothing.sock")
-    res = {op: {"without": [], "with": []} for op, _ in OVERHEAD_OPS}
+    sides = ["without"] + (["with_" + m for m in modes] if modes else ["with"])
+    res = {op: {side: [] for side in sides} for op, _ in OVERHEAD_OPS}
     for r in range(rounds):
-        for side in ("without", "with"):
-            agent = AgentProc("--events", "-") if side == "with" else None
+        for side in sides:
+            agent = None
+            if side == "with":
+                agent = AgentProc("--events", "-")
+            elif side.startswith("with_"):
+                agent = AgentProc("--events", "-", "--mode", side[len("with_"):])
             try:
                 for op, kind in OVERHEAD_OPS:
                     arg = {"path": watched, "dir": work, None: None}[kind]
-                    if op == "connect_fail" and agent:
-                        pass
                     res[op][side].append(loop(op, n, arg)["ns_per_op"])
             finally:
                 if agent:
                     agent.stop()
     out = {}
     for op, _ in OVERHEAD_OPS:
-        wo = statistics.median(res[op]["without"])
-        wi = statistics.median(res[op]["with"])
-        out[op] = {"without_ns": wo, "with_ns": wi, "ratio": wi / wo, "rounds": rounds,
-                   "n_per_round": n}
+        med = {side: statistics.median(res[op][side]) for side in sides}
+        wo = med["without"]
+        if not modes:
+            out[op] = {"without_ns": wo, "with_ns": med["with"], "ratio": med["with"] / wo,
+                       "rounds": rounds, "n_per_round": n}
+            continue
+        o = {"without_ns": wo, "rounds": rounds, "n_per_round": n}
+        for m in modes:
+            o[m + "_ns"] = med["with_" + m]
+            o[m + "_ratio"] = med["with_" + m] / wo
+        if len(modes) == 2:
+            o["%s_vs_%s" % tuple(modes)] = med["with_" + modes[0]] / med["with_" + modes[1]]
+        out[op] = o
     return out
 
 
@@ -388,6 +403,18 @@ def table(r):
         for k, v in r["scale"].items():
             lines.append("| %s | %.2f | %.1f | %.1f |" % (k.split("_")[1], v["startup_s"],
                                                           v["scan_ms"], v["rss_kib"] / 1024))
+    if "overhead_modes" in r:
+        modes = r["overhead_modes"]["modes"]
+        lines += ["", "overhead per call by attach mode on one kernel (medians of alternating "
+                  "rounds)",
+                  "| operation | without ns | %s | %s vs %s |" % (
+                      " | ".join("%s ns | %s ratio" % (m, m) for m in modes), modes[0], modes[1]),
+                  "| --- " * (3 + 2 * len(modes)) + "|"]
+        for k, v in r["overhead_modes"]["ops"].items():
+            lines.append("| %s | %.0f | %s | %.2f |" % (
+                k, v["without_ns"],
+                " | ".join("%.0f | %.2f" % (v[m + "_ns"], v[m + "_ratio"]) for m in modes),
+                v["%s_vs_%s" % tuple(modes)]))
     if "overhead" in r:
         lines += ["", "overhead per call, agent running vs not (medians of alternating rounds)",
                   "| operation | without ns | with ns | ratio |", "| --- | --- | --- | --- |"]
@@ -403,12 +430,19 @@ def main():
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--out", default=os.path.join(BUILD, "bench.json"))
     ap.add_argument("--table", metavar="BENCH_JSON", help="print the table of an earlier run")
+    ap.add_argument("--overhead-modes", metavar="M1,M2",
+                    help="section overhead_modes: the overhead with the agent in each of "
+                    "two attach modes, side by side (make vmbench: fentry,tracepoint)")
+    ap.add_argument("--overhead-n", type=int, help="calls per round in the overhead sections")
+    ap.add_argument("--overhead-rounds", type=int, help="rounds in the overhead sections")
     args = ap.parse_args()
     if args.table:
         with open(args.table) as f:
             print(table(json.load(f)))
         return
     small = args.smoke
+    ovh_n = args.overhead_n or (2000 if small else 200_000)
+    ovh_rounds = args.overhead_rounds or (1 if small else 5)
     scratch = tempfile.mkdtemp(prefix="sw-bench-")
     results = {"machine": machine(), "smoke": small}
     sections = [
@@ -417,9 +451,12 @@ def main():
         ("heal", lambda: bench_heal(3 if small else 100, 1 if small else 20, scratch,
                                     (0.2, 0.1) if small else (5, 1))),
         ("scale", lambda: bench_scale([0, 100] if small else [0, 10000], scratch)),
-        ("overhead", lambda: bench_overhead(2000 if small else 200_000,
-                                            1 if small else 5, scratch)),
+        ("overhead", lambda: bench_overhead(ovh_n, ovh_rounds, scratch)),
     ]
+    if args.overhead_modes:
+        modes = args.overhead_modes.split(",")
+        sections.append(("overhead_modes", lambda: {
+            "modes": modes, "ops": bench_overhead(ovh_n, ovh_rounds, scratch, modes)}))
     for name, fn in sections:
         if args.only and name not in args.only:
             continue

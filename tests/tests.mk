@@ -20,6 +20,7 @@ UNIT_DEPS_test_actions := actions config bpf_attach endpoints discovery events f
 	log loop
 UNIT_LIBS_test_actions := -linih -lbpf -lelf -lz
 UNIT_DEPS_test_state := state events flapguard endpoints discovery paths clock
+UNIT_DEPS_test_sinks := sinks clock
 
 $(OUTPUT)/tests/%: tests/unit/%.c $(AGENT_OBJS) | $(OUTPUT)/tests
 	$(call msg,CC,$@)
@@ -31,9 +32,16 @@ unit-test: $(UNIT_TESTS)
 	$(Q)failed=; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || failed="$$failed $$t"; done; \
 	if [ -n "$$failed" ]; then echo "unit tests failed:$$failed"; exit 1; fi
 
-integration-test: all $(OUTPUT)/plain_server
+# the programs the integration tests run besides the agent
+TEST_PROGS := $(OUTPUT)/plain_server $(OUTPUT)/uring_ops
+
+integration-test: all $(TEST_PROGS)
 	$(Q)python3 tests/integration/run.py
 
 $(OUTPUT)/plain_server: tests/servers/plain_server.c | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $< -o $@
+
+$(OUTPUT)/uring_ops: tests/servers/uring_ops.c | $(OUTPUT)
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@ -luring

@@ -248,8 +248,13 @@ static void run_exec(struct actions *ac, struct endpoint *e, const char *trigger
 	/* stdout is the agent's event stream: a child must not write into it */
 	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-	rc = argv[n] || !pc->exec_argv[n] ? posix_spawn(&child, argv[0], &fa, NULL, argv, environ)
-					   : ENAMETOOLONG;
+	if (!argv[0])
+		rc = EINVAL; /* no program: config_load refuses that, checked here too */
+	else if (argv[n] || !pc->exec_argv[n])
+		/* argv is freed below whatever posix_spawn did: the analyzer loses it */
+		rc = posix_spawn(&child, argv[0], &fa, NULL, argv, environ); // NOLINT(clang-analyzer-unix.Malloc)
+	else
+		rc = ENAMETOOLONG;
 	posix_spawn_file_actions_destroy(&fa);
 	for (size_t i = 0; i < n; i++)
 		free(argv[i]);

@@ -36,6 +36,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "paths.h"
+#include "privilege.h"
 #include "sinks.h"
 #include "state.h"
 #include "sockwarden.h"
@@ -66,7 +67,7 @@ struct agent {
 	uint64_t scan_gen;
 	struct inode_set orphans_reported;
 	uint64_t ringbuf_full_reported;
-	uint64_t sink_dropped_reported;
+	struct privilege priv; /* what the run kept after start-up */
 	uint64_t records;
 	uint64_t events;
 	struct metrics metrics;
@@ -151,6 +152,28 @@ static uint64_t window_of(const char *path, void *ctx)
 	return pc && pc->has_window ? pc->window_ns : a->opt->window_ns;
 }
 
+/* A JSON Lines gap (its consumer stalled and lines dropped) is reported where
+ * it is, once the consumer reads again: ahead of any later line. The report
+ * counts, and goes to journald, like any event. */
+static void report_sink_gap(struct agent *a)
+{
+	uint64_t n = sinks_gap_ready(&a->sinks);
+	json_t *ev;
+
+	if (!n)
+		return;
+	ev = event_new(&a->env, "events_lost", "warning", 0);
+	json_object_set_new(ev, "count", json_integer((json_int_t)n));
+	json_object_set_new(ev, "reason", json_string("sink_overflow"));
+	json_object_set_new(ev, "queue_bytes", json_integer((json_int_t)a->sinks.jsonl.q.max));
+	a->events++;
+	metrics_count(&a->metrics, ev);
+	if (a->have_journal)
+		journal_emit(&a->journal, ev);
+	sinks_close_gap(&a->sinks, ev);
+	json_decref(ev);
+}
+
 /* Every event goes through here, to every sink, in the order it happened;
  * then the path's configured action, if the event calls for one. */
 static void emit(struct agent *a, json_t *ev)
@@ -159,6 +182,7 @@ static void emit(struct agent *a, json_t *ev)
 	struct endpoint *e = path && a->have_actions ? ep_lookup(&a->eps, path) : NULL;
 	char name[32] = "", reason[48] = "";
 
+	report_sink_gap(a);
 	a->events++;
 	metrics_count(&a->metrics, ev);
 	note_last_error(a, ev);
@@ -172,7 +196,9 @@ static void emit(struct agent *a, json_t *ev)
 		journal_emit(&a->journal, ev);
 	sinks_emit(&a->sinks, ev);
 	json_decref(ev);
-	a->sink_waiting = sinks_flush(&a->sinks);
+	/* while the consumer stalls, epoll says when it reads again */
+	if (!a->sink_waiting)
+		a->sink_waiting = sinks_flush(&a->sinks);
 	if (name[0])
 		actions_on_event(&a->actions, e, name, reason);
 }
@@ -584,9 +610,14 @@ static void on_bind(struct agent *a, const struct sw_rec_bind *r)
 	if (!e)
 		return;
 	e->origin |= EP_FROM_BIND;
-	healer_on_bind(&a->healer, e, &r->hdr.proc);
-	if (a->ctl_open)
-		control_on_bind(&a->ctl, e);
+	/* The agent's own binds (a heal fd's new socket, its control socket) say
+	 * nothing of the server: their records can arrive after the path is gone
+	 * again, and must not read as the server rebinding it. */
+	if (r->hdr.proc.tgid != (__u32)getpid()) {
+		healer_on_bind(&a->healer, e, &r->hdr.proc);
+		if (a->ctl_open)
+			control_on_bind(&a->ctl, e);
+	}
 	if (added)
 		bpf_agent_sync(&a->bpf, &a->eps);
 }
@@ -692,6 +723,34 @@ static void path_of_key(const struct sw_path_key *k, char *out)
 	out[SW_SUN_PATH_LEN] = 0;
 }
 
+static void streak_recovered(struct agent *a, const char *path, int err_index,
+			     uint32_t gen, uint64_t closed_failures, uint64_t when,
+			     const char *how);
+
+/*
+ * A newer generation of (path, errno) is known before the open streak's end:
+ * records from two CPUs can reach the ring buffer in either order, and the
+ * map scan can run between them. The open streak ended just before the new
+ * one began, at counter value `new_start_failures - 1`; it is ended with that
+ * count now (its own record, when it comes, finds it ended), so no failure is
+ * lost and none is counted twice. A report of an older generation than the
+ * open streak's is late and changes nothing.
+ */
+static bool streak_supersede(struct agent *a, const char *path, int err_index,
+			     uint32_t new_gen, uint64_t new_start_failures, uint64_t when)
+{
+	struct streak *s = coalescer_find(&a->co, path, err_of_index[err_index]);
+
+	if (coalescer_ended(&a->co, path, err_of_index[err_index], new_gen))
+		return false;
+	if (!s || s->gen == new_gen)
+		return true;
+	if ((int32_t)(new_gen - s->gen) < 0)
+		return false;
+	streak_recovered(a, path, err_index, s->gen, new_start_failures - 1, when, "connect");
+	return true;
+}
+
 static void on_connect_fail(struct agent *a, const struct sw_rec_connect *r)
 {
 	char path[SW_SUN_PATH_LEN + 1];
@@ -707,6 +766,8 @@ static void on_connect_fail(struct agent *a, const struct sw_rec_connect *r)
 	memcpy(cl.comm, r->hdr.proc.comm, sizeof(cl.comm) - 1);
 	if (coalescer_find(&a->co, path, err_of_index[err_index]) &&
 	    coalescer_find(&a->co, path, err_of_index[err_index])->gen == r->gen)
+		return;
+	if (!streak_supersede(a, path, err_index, r->gen, r->count, r->hdr.ts_ns))
 		return;
 	coalescer_failing(&a->co, path, err_of_index[err_index], r->gen, r->count,
 			  r->hdr.ts_ns, &cl);
@@ -788,8 +849,10 @@ static void on_connect_ok(struct agent *a, const struct sw_rec_connect *r)
 					       .uid = st.last_client.uid };
 
 		memcpy(cl.comm, st.last_client.comm, sizeof(cl.comm) - 1);
-		coalescer_failing(&a->co, path, err_of_index[err_index], st.gen,
-				  st.streak_start_failures, st.streak_start_ns, &cl);
+		if (streak_supersede(a, path, err_index, st.gen, st.streak_start_failures,
+				     st.streak_start_ns))
+			coalescer_failing(&a->co, path, err_of_index[err_index], st.gen,
+					  st.streak_start_failures, st.streak_start_ns, &cl);
 	}
 	streak_recovered(a, path, err_index, r->gen, r->count, r->hdr.ts_ns, "connect");
 }
@@ -865,6 +928,12 @@ static void streaks_reconcile(struct agent *a)
 		if (cur.err >= SW_ERR_MAX || bpf_map_lookup_elem(fd, &cur, &st))
 			continue;
 		path_of_key(&cur.path, path);
+		/* The kernel clears `open` before it stores closed_failures and
+		 * closed_ns, and this copy is not atomic: a closing still in flight
+		 * shows the previous streak's closing. Its record, or the next
+		 * scan, ends the streak with the right count. */
+		if (!st.open && st.closed_ns < st.streak_start_ns)
+			continue;
 		s = coalescer_find(&a->co, path, err_of_index[cur.err]);
 		if (s && (s->gen != st.gen || !st.open)) {
 			/* ended (and maybe reopened) without a record reaching us */
@@ -890,7 +959,6 @@ static void streaks_reconcile(struct agent *a)
 static void report_losses(struct agent *a)
 {
 	uint64_t full = bpf_agent_counter(&a->bpf, SW_CNT_RINGBUF_FULL);
-	uint64_t dropped = a->sinks.jsonl.q.dropped_total;
 
 	if (full > a->ringbuf_full_reported) {
 		json_t *ev = event_new(&a->env, "events_lost", "warning", 0);
@@ -903,16 +971,8 @@ static void report_losses(struct agent *a)
 		a->ringbuf_full_reported = full;
 		emit(a, ev);
 	}
-	/* report sink overflow only once the consumer reads again */
-	if (dropped > a->sink_dropped_reported && !a->sink_waiting) {
-		json_t *ev = event_new(&a->env, "events_lost", "warning", 0);
-
-		json_object_set_new(ev, "count",
-				    json_integer((json_int_t)(dropped - a->sink_dropped_reported)));
-		json_object_set_new(ev, "reason", json_string("sink_overflow"));
-		a->sink_dropped_reported = dropped;
-		emit(a, ev);
-	}
+	if (!a->sink_waiting)
+		report_sink_gap(a);
 }
 
 /* ----- status, state file, metrics ----- */
@@ -982,6 +1042,9 @@ static void metrics_gauges_fill(struct agent *a, struct metrics_gauges *g)
 	g->kernel_drops[2] = bpf_agent_counter(&a->bpf, SW_CNT_CLIENT_MAP_FULL);
 	g->kernel_drops[3] = bpf_agent_counter(&a->bpf, SW_CNT_INFLIGHT_FULL);
 	g->records = a->records;
+	g->sink_dropped = sinks_dropped_total(&a->sinks);
+	g->journal_dropped = a->have_journal ? __atomic_load_n(&a->journal.dropped,
+							       __ATOMIC_RELAXED) : 0;
 	g->start_time_s = (double)(a->started_mono_ns + (uint64_t)a->env.real_minus_mono_ns) / 1e9;
 }
 
@@ -1019,8 +1082,11 @@ static json_t *agent_status(void *ctx)
 	json_object_set_new(doc, "window_s", json_real((double)o->window_ns / 1e9));
 	json_object_set_new(cnt, "records", json_integer((json_int_t)a->records));
 	json_object_set_new(cnt, "events", json_integer((json_int_t)a->events));
-	json_object_set_new(cnt, "lost", json_integer((json_int_t)(
-		bpf_agent_counter(&a->bpf, SW_CNT_RINGBUF_FULL) + a->metrics.events_lost_sink)));
+	json_object_set_new(cnt, "lost", json_integer(
+		(json_int_t)bpf_agent_counter(&a->bpf, SW_CNT_RINGBUF_FULL) +
+		(json_int_t)sinks_dropped_total(&a->sinks)));
+	json_object_set_new(cnt, "lost_sink", json_integer((json_int_t)
+		sinks_dropped_total(&a->sinks)));
 	json_object_set_new(cnt, "connect_failures", json_integer((json_int_t)
 		bpf_agent_counter(&a->bpf, SW_CNT_CONNECT_FAILURES)));
 	json_object_set_new(cnt, "heals_ok", json_integer((json_int_t)a->healer.heals_ok));
@@ -1033,6 +1099,7 @@ static json_t *agent_status(void *ctx)
 	json_object_set_new(cnt, "streaks_open", json_integer((json_int_t)a->co.n_open));
 	json_object_set_new(cnt, "last_scan_ms", json_real((double)a->last_scan_ns / 1e6));
 	json_object_set_new(doc, "counters", cnt);
+	json_object_set_new(doc, "capabilities", privilege_json(a->priv.kept));
 	json_object_set_new(doc, "endpoints", c.arr);
 	return doc;
 }
@@ -1098,6 +1165,10 @@ static void heal_verify(struct endpoint *e, void *ctx)
 			e->recovered_how = NULL;
 		return;
 	}
+	/* removed again since the heal: the connect would only add a failure of
+	 * the agent's own to the streak (the unlink's record reports the loss) */
+	if (!listener_path_matches(&e->l, e->path))
+		return;
 	fd = socket(AF_UNIX, e->l.type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return;
@@ -1251,8 +1322,10 @@ static void on_sink(struct watcher *w, uint32_t events)
 	struct agent *a = w->ctx;
 
 	a->sink_waiting = sinks_flush(&a->sinks);
-	if (!a->sink_waiting)
-		report_losses(a);
+	if (!a->sink_waiting || sinks_gap_ready(&a->sinks)) {
+		report_sink_gap(a);
+		a->sink_waiting = sinks_flush(&a->sinks);
+	}
 }
 
 static int watch(struct agent *a, struct watcher *w, int fd, watcher_fn fn)
@@ -1281,6 +1354,7 @@ static void emit_started(struct agent *a)
 	json_object_set_new(ev, "watched", json_integer((json_int_t)listening));
 	json_object_set_new(ev, "version", json_string(SOCKWARDEN_VERSION));
 	json_object_set_new(ev, "pid", json_integer(getpid()));
+	json_object_set_new(ev, "capabilities", privilege_json(a->priv.kept));
 	if (a->opt->n_watch) {
 		json_t *arr = json_array();
 
@@ -1298,6 +1372,66 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	if (!log_verbose)
 		return 0;
 	return vfprintf(stderr, fmt, ap);
+}
+
+/* For the privilege drop: the loop's own kind of map access on a held fd. */
+static int bpf_map_probe(void *ctx)
+{
+	struct agent *a = ctx;
+	int ncpu = libbpf_num_possible_cpus();
+	__u32 key = SW_CNT_RINGBUF_FULL;
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	__u64 vals[ncpu];
+	return bpf_map_lookup_elem(bpf_map__fd(a->bpf.skel->maps.counters), &key, vals) ? -errno
+											 : 0;
+}
+
+/* Start-up is over (BPF attached, metrics bound): keep only what the run
+ * needs (README "Operating"). */
+static int drop_privileges(struct agent *a)
+{
+	struct privilege_needs n = { .bpf_map_probe = bpf_map_probe, .ctx = a };
+	char err[256], caps[512];
+	int rc;
+
+	for (size_t i = 0; i < a->opt->paths.n; i++)
+		if (a->opt->paths.v[i].action == ACTION_SIGNAL)
+			n.signal_action = true;
+	rc = privilege_drop(&a->priv, &n, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "sockwarden: dropping privileges: %s\n", err);
+		return rc;
+	}
+	privilege_format(a->priv.kept, caps, sizeof(caps));
+	log_debug("capabilities kept: %s", caps[0] ? caps : "none");
+	if (a->priv.missing) {
+		privilege_format(a->priv.missing, caps, sizeof(caps));
+		log_warn("capabilities the agent would use but was not given: %s", caps);
+	}
+	if (!a->priv.bounding_dropped)
+		log_warn("no CAP_SETPCAP at start: the bounding set stays as given, and "
+			 "commands of action = exec may get more than the agent keeps");
+	return 0;
+}
+
+/* Threads keep the capabilities they are created with: they start after the
+ * drop. */
+static int start_threads(struct agent *a)
+{
+	if (a->opt->journal)
+		a->have_journal = journal_open(&a->journal) == 0;
+	if (a->opt->metrics_addr) {
+		const char *why = "";
+		int rc = metrics_start(&a->metrics, &why);
+
+		if (rc) {
+			fprintf(stderr, "sockwarden: --metrics %s: %s\n", a->opt->metrics_addr, why);
+			return rc;
+		}
+	}
+	return 0;
 }
 
 int agent_run(const struct agent_options *opt)
@@ -1321,7 +1455,7 @@ int agent_run(const struct agent_options *opt)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	event_env_init(&a.env);
-	rc = sinks_open_jsonl(&a.sinks, opt->events, 0);
+	rc = sinks_open_jsonl(&a.sinks, opt->events, opt->events_queue);
 	if (rc) {
 		fprintf(stderr, "sockwarden: cannot open --events %s: %s\n", opt->events,
 			strerror(-rc));
@@ -1337,7 +1471,7 @@ int agent_run(const struct agent_options *opt)
 		if (access("/run/systemd/journal/socket", F_OK) != 0)
 			log_warn("--journal: journald is not running here; events still go to "
 				 "the other sinks");
-		a.have_journal = journal_open(&a.journal) == 0;
+		/* its thread starts after the privilege drop (start_threads) */
 	}
 	if (opt->state_file && opt->state_file[0]) {
 		int prev = 0;
@@ -1362,7 +1496,8 @@ int agent_run(const struct agent_options *opt)
 	if (opt->metrics_addr) {
 		const char *why = "";
 
-		rc = metrics_serve(&a.metrics, opt->metrics_addr, &why);
+		/* bound now, served from a thread started after the privilege drop */
+		rc = metrics_bind(&a.metrics, opt->metrics_addr, &why);
 		if (rc) {
 			fprintf(stderr, "sockwarden: --metrics %s: %s\n", opt->metrics_addr, why);
 			status = rc == -EINVAL ? SW_EXIT_USAGE : SW_EXIT_ENV;
@@ -1396,6 +1531,13 @@ int agent_run(const struct agent_options *opt)
 		status = SW_EXIT_ENV;
 		goto cleanup;
 	}
+	rc = drop_privileges(&a);
+	if (rc == 0)
+		rc = start_threads(&a);
+	if (rc) {
+		status = SW_EXIT_ENV;
+		goto cleanup;
+	}
 
 	a.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	a.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1426,7 +1568,8 @@ int agent_run(const struct agent_options *opt)
 		const char *why = "";
 
 		rc = control_open(&a.ctl, a.epfd, opt->control_path, &a.eps, &a.healer,
-				  &a.env, &hooks, opt->rebind_timeout_ns, &why);
+				  &a.env, &hooks, opt->rebind_timeout_ns, &opt->control_limits,
+				  &why);
 		if (rc) {
 			fprintf(stderr, "sockwarden: control socket: %s (%s)\n", why,
 				strerror(-rc));

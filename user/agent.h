@@ -13,6 +13,7 @@ struct agent_options {
 	char **watch;        /* --watch PATH (repeatable); none = host-wide */
 	size_t n_watch;
 	const char *events;  /* --events FILE, "-" = stdout */
+	size_t events_queue; /* --events-queue BYTES; 0 = SINK_QUEUE_MAX_DEFAULT */
 	enum attach_mode mode;
 	uint64_t window_ns;  /* --window */
 	uint64_t reconcile_ns; /* --reconcile */
@@ -23,6 +24,7 @@ struct agent_options {
 	struct flap_cfg flap;
 	const char *control_path; /* --control */
 	uint64_t rebind_timeout_ns; /* --rebind-timeout */
+	struct control_limits control_limits; /* [agent] control_* keys */
 	bool journal;             /* --journal */
 	const char *state_file;   /* --state */
 	const char *metrics_addr; /* --metrics HOST:PORT */

@@ -389,7 +389,7 @@ static void map_apply(int fd, const char *old, size_t n_old, const char *new,
 			}
 		} else {
 			if (kind == VALUE_FLAGS_AT &&
-			    memcmp(old + i * size + val_off, key + val_off, sizeof(flags)))
+			    memcmp(old + i * size + val_off, key + val_off, sizeof(flags)) != 0)
 				bpf_map_update_elem(fd, key, &flags, BPF_ANY);
 			i++;
 		}
@@ -409,8 +409,10 @@ int bpf_agent_sync(struct bpf_agent *a, const struct endpoint_table *t)
 		free(b.paths);
 		return -ENOMEM;
 	}
-	/* one name may be a socket in one place and a directory in another */
-	qsort(b.names.v, b.names.n, sizeof(*b.names.v), cmp_watch);
+	/* one name may be a socket in one place and a directory in another;
+	 * an empty table has no array at all, and qsort must not get NULL */
+	if (b.names.n)
+		qsort(b.names.v, b.names.n, sizeof(*b.names.v), cmp_watch);
 	n = 0;
 	for (size_t i = 0; i < b.names.n; i++) {
 		if (n && b.names.v[n - 1].key == b.names.v[i].key)

@@ -1,6 +1,7 @@
 #include "clock.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static uint64_t clock_read(clockid_t id)
@@ -20,8 +21,11 @@ void clock_format_rfc3339(uint64_t real_ns, char *out, size_t outlen)
 	struct tm tm;
 	char date[32];
 
-	gmtime_r(&secs, &tm);
-	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* gmtime_r fails only past year 2^31; the epoch then, not garbage */
+	if (!gmtime_r(&secs, &tm))
+		memset(&tm, 0, sizeof(tm));
+	if (!strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm))
+		date[0] = 0;
 	snprintf(out, outlen, "%s.%09lluZ", date,
 		 (unsigned long long)(real_ns % NSEC_PER_SEC));
 }

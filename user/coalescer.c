@@ -30,6 +30,47 @@ void coalescer_free(struct coalescer *c)
 	}
 	c->open = NULL;
 	c->n_open = 0;
+	for (size_t i = 0; i < COALESCER_ENDED_MAX; i++) {
+		free(c->ended[i].path);
+		c->ended[i].path = NULL;
+	}
+}
+
+static struct ended_streak *ended_find(const struct coalescer *c, const char *path, int err)
+{
+	for (size_t i = 0; i < COALESCER_ENDED_MAX; i++) {
+		const struct ended_streak *x = &c->ended[i];
+
+		if (x->path && x->err == err && strcmp(x->path, path) == 0)
+			return (struct ended_streak *)x;
+	}
+	return NULL;
+}
+
+bool coalescer_ended(const struct coalescer *c, const char *path, int err, uint32_t gen)
+{
+	const struct ended_streak *x = ended_find(c, path, err);
+
+	return x && x->gen == gen;
+}
+
+/* Keeps the streak's path (ownership passes here) as the key's last ended
+ * generation. */
+static void ended_remember(struct coalescer *c, struct streak *s)
+{
+	struct ended_streak *x = ended_find(c, s->path, s->err);
+
+	if (x) {
+		free(s->path);
+	} else {
+		x = &c->ended[c->ended_next];
+		c->ended_next = (c->ended_next + 1) % COALESCER_ENDED_MAX;
+		free(x->path);
+		x->path = s->path;
+		x->err = s->err;
+	}
+	s->path = NULL;
+	x->gen = s->gen;
 }
 
 struct streak *coalescer_find(struct coalescer *c, const char *path, int err)
@@ -49,6 +90,8 @@ void coalescer_failing(struct coalescer *c, const char *path, int err, uint32_t 
 
 	if (s && s->gen == gen)
 		return; /* already known (the record and a map scan both saw it) */
+	if (coalescer_ended(c, path, err, gen))
+		return; /* a late report of a streak that has ended */
 	if (s) {
 		/* A newer generation: the old streak's end went unseen. Treat the
 		 * old one as replaced; its counts are not recoverable. */
@@ -115,6 +158,7 @@ void coalescer_recovered(struct coalescer *c, const char *path, int err,
 	*pp = s->next;
 	c->n_open--;
 	c->emit(&ev, c->ctx);
+	ended_remember(c, s);
 	streak_free(s);
 }
 

@@ -57,6 +57,17 @@ struct streak {
 	struct streak *next;
 };
 
+/* How many ended streaks the coalescer remembers: a record and the map scan
+ * can both report one streak's start or end, in either order and late, and
+ * a streak already ended must not be opened (and ended) a second time. */
+#define COALESCER_ENDED_MAX 1024
+
+struct ended_streak {
+	char *path;  /* NULL: a free slot */
+	int err;
+	uint32_t gen;
+};
+
 struct coalescer {
 	uint64_t window_ns;
 	/* a path's own window (config sections); NULL = window_ns for all */
@@ -65,6 +76,9 @@ struct coalescer {
 	void *ctx;
 	struct streak *open;
 	size_t n_open;
+	/* the last generation ended per (path, errno), oldest overwritten first */
+	struct ended_streak ended[COALESCER_ENDED_MAX];
+	size_t ended_next;
 };
 
 void coalescer_init(struct coalescer *c, uint64_t window_ns, coalescer_emit_fn emit,
@@ -85,6 +99,8 @@ typedef bool (*coalescer_read_fn)(const char *path, int err, uint64_t *failures,
 void coalescer_tick(struct coalescer *c, uint64_t now_ns, coalescer_read_fn read,
 		    void *read_ctx);
 struct streak *coalescer_find(struct coalescer *c, const char *path, int err);
+/* True if the streak (path, err, gen) has ended already. */
+bool coalescer_ended(const struct coalescer *c, const char *path, int err, uint32_t gen);
 /* The earliest time a window ends, or UINT64_MAX with no streak open. */
 uint64_t coalescer_next_deadline(const struct coalescer *c);
 #endif

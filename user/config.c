@@ -12,6 +12,9 @@
 #include "clock.h"
 #include "paths.h"
 
+/* inih's section buffer (MAX_SECTION in ini.c): names are cut to one less */
+#define INIH_SECTION_MAX 50
+
 struct load_ctx {
 	const char *file;
 	struct agent_options *opt;
@@ -101,7 +104,26 @@ static int fail(struct load_ctx *c, const char *section, const char *key, const 
 	else
 		snprintf(c->err, c->errlen, "%s: [%s] %s: %s", c->file, section, key, what);
 	c->failed = true;
-	return 0; /* inih stops at the first error we report */
+	return 0;
+}
+
+/* A string key's value: the copy is kept in c->paths, freed with it, as the
+ * option may hold a literal default or a flag's argv string instead, and a
+ * key that repeats replaces a copy still owned there. */
+static int set_string(struct load_ctx *c, const char *section, const char *key,
+		      const char *value, const char **field)
+{
+	struct path_cfgs *p = c->paths;
+	char **v = realloc(p->strings, (p->n_strings + 1) * sizeof(*v));
+
+	if (!v)
+		return fail(c, section, key, "%s", "out of memory");
+	p->strings = v;
+	v[p->n_strings] = strdup(value);
+	if (!v[p->n_strings])
+		return fail(c, section, key, "%s", "out of memory");
+	*field = v[p->n_strings++];
+	return 1;
 }
 
 static bool parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
@@ -134,16 +156,16 @@ static int agent_key(struct load_ctx *c, const char *section, const char *key, c
 		if (agent_options_add_watch(o, norm) != 0)
 			return fail(c, section, key, "%s", "out of memory");
 	} else if (strcmp(key, "events") == 0) {
-		o->events = strdup(value);
+		return set_string(c, section, key, value, &o->events);
 	} else if (strcmp(key, "journal") == 0) {
 		if (!config_parse_bool(value, &o->journal))
 			return fail(c, section, key, "'%s': expected yes or no", value);
 	} else if (strcmp(key, "state") == 0) {
-		o->state_file = strdup(value);
+		return set_string(c, section, key, value, &o->state_file);
 	} else if (strcmp(key, "metrics") == 0) {
-		o->metrics_addr = strdup(value);
+		return set_string(c, section, key, value, &o->metrics_addr);
 	} else if (strcmp(key, "metrics_file") == 0) {
-		o->metrics_file = strdup(value);
+		return set_string(c, section, key, value, &o->metrics_file);
 	} else if (strcmp(key, "mode") == 0) {
 		if (attach_mode_parse(value, &o->mode))
 			return fail(c, section, key, "'%s': expected auto, fentry or tracepoint",
@@ -177,9 +199,26 @@ static int agent_key(struct load_ctx *c, const char *section, const char *key, c
 
 		if (!path_normalize(value, norm, sizeof(norm)) || !path_fits_sun_path(norm))
 			return fail(c, section, key, "'%s': not a usable socket path", value);
-		o->control_path = strdup(norm);
+		return set_string(c, section, key, norm, &o->control_path);
 	} else if (strcmp(key, "rebind_timeout") == 0) {
 		if (!config_parse_seconds(value, &o->rebind_timeout_ns))
+			return fail(c, section, key, "'%s': expected seconds > 0", value);
+	} else if (strcmp(key, "control_max_connections") == 0) {
+		if (!parse_uint(value, 1, 65536, &n))
+			return fail(c, section, key, "'%s': expected 1..65536 connections", value);
+		o->control_limits.max_connections = (unsigned)n;
+	} else if (strcmp(key, "control_max_registrations") == 0) {
+		if (!parse_uint(value, 1, 1000000, &n))
+			return fail(c, section, key, "'%s': expected 1..1000000 registrations",
+				    value);
+		o->control_limits.max_registrations = (unsigned)n;
+	} else if (strcmp(key, "control_max_registrations_per_connection") == 0) {
+		if (!parse_uint(value, 1, 65536, &n))
+			return fail(c, section, key, "'%s': expected 1..65536 registrations",
+				    value);
+		o->control_limits.max_registrations_per_connection = (unsigned)n;
+	} else if (strcmp(key, "control_idle_timeout") == 0) {
+		if (!config_parse_seconds(value, &o->control_limits.idle_timeout_ns))
 			return fail(c, section, key, "'%s': expected seconds > 0", value);
 	} else {
 		return fail(c, section, key, "%s", "unknown key (see sockwarden.conf(5))");
@@ -187,26 +226,31 @@ static int agent_key(struct load_ctx *c, const char *section, const char *key, c
 	return 1;
 }
 
-/* Splits an exec line on blanks into arguments; no shell, no quoting. */
+/* Splits an exec line on blanks into arguments; no shell, no quoting. On
+ * failure argv is left empty (all NULL): a later `exec =` of the same
+ * section, or path_cfgs_free, frees what it holds. */
 static bool split_exec(const char *value, char **argv, size_t max)
 {
 	char *copy = strdup(value), *save = NULL, *tok;
 	size_t n = 0;
+	bool ok = copy != NULL;
 
-	if (!copy)
-		return false;
-	for (tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-		if (n == max) {
-			free(copy);
-			for (size_t i = 0; i < n; i++)
-				free(argv[i]);
-			return false;
+	for (tok = ok ? strtok_r(copy, " \t", &save) : NULL; tok;
+	     tok = strtok_r(NULL, " \t", &save)) {
+		if (n == max || !(argv[n] = strdup(tok))) {
+			ok = false;
+			break;
 		}
-		argv[n++] = strdup(tok);
+		n++;
 	}
-	argv[n] = NULL;
 	free(copy);
-	return n > 0 && argv[0][0] == '/';
+	if (ok && n > 0 && argv[0][0] == '/')
+		return true;
+	for (size_t i = 0; i < n; i++) {
+		free(argv[i]);
+		argv[i] = NULL;
+	}
+	return false;
 }
 
 static struct path_cfg *path_section(struct load_ctx *c, const char *path)
@@ -234,8 +278,11 @@ static int path_key(struct load_ctx *c, const char *section, const char *key,
 {
 	const char *raw;
 
-	/* the reader's whole name, when inih's is a cut of it */
-	if (strncmp(c->section, section, strlen(section)) == 0)
+	/* the reader's whole name, when inih's is a cut of it: only then, as the
+	 * reader also takes a multi-line value's "  [x]" continuation for a
+	 * header, which inih does not */
+	if (strlen(section) == INIH_SECTION_MAX - 1 &&
+	    strncmp(c->section, section, strlen(section)) == 0)
 		section = c->section;
 	raw = section + 5; /* after "path " */
 	char norm[SW_PATH_MAX];
@@ -298,6 +345,11 @@ static int on_line(void *user, const char *section, const char *key, const char 
 {
 	struct load_ctx *c = user;
 
+	/* inih goes on after a handler error (Debian builds it with
+	 * ini_stop_on_first_error off): the first error stands, and nothing
+	 * after it is applied */
+	if (c->failed)
+		return 0;
 	if (!key)
 		return 1; /* a section header alone */
 	if (strcmp(section, "agent") == 0)
@@ -343,7 +395,8 @@ static char *read_line(char *str, int num, void *stream)
 
 	if (s) {
 		const char *p = s + strspn(s, " \t");
-		const char *end = strrchr(p, ']');
+		/* the first ']', where inih ends the name too */
+		const char *end = strchr(p, ']');
 
 		r->c->line++;
 		if (*p == '[' && end) {
@@ -361,8 +414,6 @@ static char *read_line(char *str, int num, void *stream)
 int config_load(const char *file, bool must_exist, struct agent_options *opt,
 		struct path_cfgs *paths, char *err, size_t errlen)
 {
-	struct load_ctx c = { .file = file, .opt = opt, .paths = paths, .err = err,
-			      .errlen = errlen };
 	FILE *f = fopen(file, "re");
 	int rc;
 
@@ -372,8 +423,18 @@ int config_load(const char *file, bool must_exist, struct agent_options *opt,
 		snprintf(err, errlen, "%s: %s", file, strerror(errno));
 		return -1;
 	}
-	rc = ini_parse_stream(read_line, &(struct line_reader){ f, &c }, on_line, &c);
+	rc = config_load_stream(f, file, opt, paths, err, errlen);
 	fclose(f);
+	return rc;
+}
+
+int config_load_stream(FILE *f, const char *file, struct agent_options *opt,
+		       struct path_cfgs *paths, char *err, size_t errlen)
+{
+	struct load_ctx c = { .file = file, .opt = opt, .paths = paths, .err = err,
+			      .errlen = errlen };
+	int rc = ini_parse_stream(read_line, &(struct line_reader){ f, &c }, on_line, &c);
+
 	if (c.failed)
 		return -1;
 	if (rc > 0) {
@@ -395,6 +456,11 @@ void path_cfgs_free(struct path_cfgs *p)
 	free(p->v);
 	p->v = NULL;
 	p->n = 0;
+	for (size_t i = 0; i < p->n_strings; i++)
+		free(p->strings[i]);
+	free(p->strings);
+	p->strings = NULL;
+	p->n_strings = 0;
 }
 
 int agent_options_add_watch(struct agent_options *opt, const char *path)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "flapguard.h"
 
@@ -33,6 +34,19 @@ struct path_cfg {
 struct path_cfgs {
 	struct path_cfg *v;
 	size_t n;
+	/* the [agent] strings the file set in the options (events, state, ...),
+	 * owned here: freed by path_cfgs_free */
+	char **strings;
+	size_t n_strings;
+};
+
+/* The control server's limits, the [agent] control_* keys; a field left 0
+ * takes its default (CONTROL_* in control.h). */
+struct control_limits {
+	unsigned max_connections;
+	unsigned max_registrations;
+	unsigned max_registrations_per_connection;
+	uint64_t idle_timeout_ns;
 };
 
 struct agent_options;
@@ -44,6 +58,10 @@ struct agent_options;
  */
 int config_load(const char *file, bool must_exist, struct agent_options *opt,
 		struct path_cfgs *paths, char *err, size_t errlen);
+/* The same from an open stream (the fuzzer feeds it memory); `file` names it
+ * in errors. The stream stays open. */
+int config_load_stream(FILE *f, const char *file, struct agent_options *opt,
+		       struct path_cfgs *paths, char *err, size_t errlen);
 void path_cfgs_free(struct path_cfgs *p);
 /* Appends a normalised path to opt->watch; -ENOMEM. */
 int agent_options_add_watch(struct agent_options *opt, const char *path);

@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/fsuid.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -53,8 +54,8 @@ const char *control_decode(const char *buf, size_t len, struct ctl_request *req)
 	/* the whole op is matched below: a long unknown op is unknown_op */
 	op = json_string_value(v);
 	snprintf(req->op, sizeof(req->op), "%s", op);
-	if (strcmp(op, "register") && strcmp(op, "unregister") && strcmp(op, "adopted") &&
-	    strcmp(op, "status")) {
+	if (strcmp(op, "register") != 0 && strcmp(op, "unregister") != 0 &&
+	    strcmp(op, "adopted") != 0 && strcmp(op, "status") != 0) {
 		json_decref(root);
 		return "unknown_op";
 	}
@@ -118,6 +119,9 @@ const char *control_decode(const char *buf, size_t len, struct ctl_request *req)
 /* ----- sending ----- */
 
 static void peer_kill(struct ctl_peer *p, const char *why, const char *reg_why);
+static void peer_drop(struct ctl_peer *p, const char *why);
+static void peer_bad(struct ctl_peer *p, const char *path, const char *word,
+		     const char *text);
 
 static int peer_sendmsg(struct ctl_peer *p, const char *buf, size_t len, int fd)
 {
@@ -145,6 +149,15 @@ static int peer_sendmsg(struct ctl_peer *p, const char *buf, size_t len, int fd)
 	return 0;
 }
 
+/* A peer that hung up is just gone; any other failure is worth a line. */
+static void peer_send_failed(struct ctl_peer *p, int rc)
+{
+	if (rc == -EPIPE || rc == -ECONNRESET)
+		peer_kill(p, "closed", "disconnected");
+	else
+		peer_drop(p, "sending its replies failed");
+}
+
 static void peer_flush(struct ctl_peer *p)
 {
 	while (p->outq_n) {
@@ -154,7 +167,7 @@ static void peer_flush(struct ctl_peer *p)
 		if (rc == -EAGAIN)
 			break;
 		if (rc) {
-			peer_kill(p, "send failed", "disconnected");
+			peer_send_failed(p, rc);
 			return;
 		}
 		p->outq_head = (p->outq_head + 1) % CONTROL_OUTQ;
@@ -165,7 +178,8 @@ static void peer_flush(struct ctl_peer *p)
 }
 
 /* Replies queue behind a peer that does not read; one that never reads is
- * dropped rather than allowed to hold the agent's memory. */
+ * dropped rather than allowed to hold the agent's memory. Sends never
+ * block: the socket buffer, then CONTROL_OUTQ replies, then the peer goes. */
 static void peer_send_json(struct ctl_peer *p, json_t *msg)
 {
 	char *s = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -174,10 +188,19 @@ static void peer_send_json(struct ctl_peer *p, json_t *msg)
 	json_decref(msg);
 	if (!s || p->dead)
 		goto out;
-	if (p->outq_n == 0 && peer_sendmsg(p, s, len, -1) == 0)
-		goto out;
+	if (p->outq_n == 0) {
+		int rc = peer_sendmsg(p, s, len, -1);
+
+		if (rc == 0)
+			goto out;
+		if (rc != -EAGAIN) {
+			peer_send_failed(p, rc);
+			goto out;
+		}
+	}
 	if (p->outq_n == CONTROL_OUTQ || len > CONTROL_MSG_MAX) {
-		peer_kill(p, "does not read its replies", "disconnected");
+		p->ctl->peers_not_reading++;
+		peer_drop(p, "it does not read its replies");
 		goto out;
 	}
 	struct ctl_msg_out *m = &p->outq[(p->outq_head + p->outq_n) % CONTROL_OUTQ];
@@ -290,6 +313,22 @@ static void rebind_failed(struct registration *r, const char *reason)
 	c->hooks.emit(c->hooks.ctx, ev);
 }
 
+/* True if the walk from "/" without symlinks still reaches the directory pfd. */
+static bool same_directory(const struct endpoint *e, int pfd)
+{
+	const char *why = NULL;
+	int again = healer_parents_ensure_existing(e, &why);
+	struct stat a, b;
+	bool same;
+
+	if (again < 0)
+		return false;
+	same = fstat(again, &a) == 0 && fstat(pfd, &b) == 0 && a.st_ino == b.st_ino &&
+	       a.st_dev == b.st_dev;
+	close(again);
+	return same;
+}
+
 /* Binds a socket at the path as the server's uid and gid, with its mode. */
 static int bind_as(const struct registration *r, int pfd, int type, const char **why)
 {
@@ -297,35 +336,50 @@ static int bind_as(const struct registration *r, int pfd, int type, const char *
 	const char *base = path_basename(e->path);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	mode_t mode = e->file_mode ? e->file_mode : 0666;
-	int fd, rc = 0, root;
+	struct unix_listener l;
+	struct stat st;
+	int fd, rc = 0;
 
 	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*why = "socket_failed";
 		return -errno;
 	}
-	/* bind relative to the directory fd that was opened without following
-	 * symlinks: a parent swapped for a link meanwhile is not followed */
-	root = open("/", O_DIRECTORY | O_PATH | O_CLOEXEC);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", base);
+	/* bound by its absolute path: the name a socket is bound with is the
+	 * name it carries for good (getsockname, sock_diag, the server's
+	 * re-registration after an agent restart), and a relative name means
+	 * nothing there */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", e->path);
 	setfsgid(r->peer->owner.gid);
 	setfsuid(r->peer->owner.uid);
 	umask(~mode & 0777);
-	if (fchdir(pfd) != 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		rc = -errno;
 		*why = rc == -EADDRINUSE ? "rebound" : "bind_failed";
 	}
 	umask(0);
 	setfsuid(0);
 	setfsgid(0);
-	if (root >= 0) {
-		if (fchdir(root) != 0)
-			log_warn("cannot return to /: %s", strerror(errno));
-		close(root);
-	}
 	if (rc) {
 		close(fd);
 		return rc;
+	}
+	/* the bind resolved the path again: its file must be in the directory
+	 * walked without following symlinks, or a parent was swapped for a link
+	 * meanwhile (the bind ran as the server, so it went nowhere the server
+	 * could not go), and nothing below may touch that file */
+	rc = fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0 ? -errno : 0;
+	if (rc || discovery_get(socket_inode_of_fd(fd), &l) != 0 || l.vfs_ino != st.st_ino ||
+	    l.vfs_dev != st.st_dev) {
+		close(fd);
+		/* Or the new file was removed again at once (a cleanup loop): the
+		 * walk still reaches the same directory, no symlink on the way. */
+		if (rc == -ENOENT && same_directory(e, pfd)) {
+			*why = "removed_again";
+			return -ENOENT;
+		}
+		*why = "parent_is_symlink";
+		return -ELOOP;
 	}
 	/* the mode exactly, whatever umask did; owner again in case fsuid failed */
 	fchmodat(pfd, base, mode, 0);
@@ -365,6 +419,10 @@ bool control_rebind(struct control *c, struct endpoint *e)
 		close(pfd);
 		if (fd < 0) {
 			rebind_failed(r, why);
+			/* removed again right after the bind: a new loss, which the
+			 * next unlink record or scan heals again (flap guard permitting) */
+			if (fd == -ENOENT)
+				e->lost = false;
 			return true;
 		}
 		r->our_fd = fd;
@@ -475,12 +533,13 @@ static void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
 	struct unix_listener l;
 	json_t *ev;
 
+	/* out of order: it counts toward a disconnect, as malformed ones do */
 	if (!r || r->peer != p) {
-		reply_error(p, req->path, "not_registered", "this connection did not register it");
+		peer_bad(p, req->path, "not_registered", "this connection did not register it");
 		return;
 	}
 	if (!r->inflight || req->seq != r->inflight_seq) {
-		reply_error(p, req->path, "unexpected", "no rebind with this seq is in flight");
+		peer_bad(p, req->path, "unexpected", "no rebind with this seq is in flight");
 		return;
 	}
 	if (!adopted_listener(r, &l)) {
@@ -640,8 +699,8 @@ static void on_register(struct ctl_peer *p, const struct ctl_request *req, int *
 	json_t *ev;
 
 	if (n_fds != 1) {
-		reply_error(p, req->path, "bad_fd", n_fds ? "exactly one fd, please"
-							  : "the listening fd is missing");
+		peer_bad(p, req->path, "bad_fd", n_fds ? "exactly one fd, please"
+						       : "the listening fd is missing");
 		return;
 	}
 	word = register_check(p, req->path, fds[0], &l, &text);
@@ -655,9 +714,20 @@ static void on_register(struct ctl_peer *p, const struct ctl_request *req, int *
 			    "another connection registered this path");
 		return;
 	}
-	if (!(e && e->reg) &&
-	    (p->n_regs >= CONTROL_REGS_PER_PEER || c->n_regs >= CONTROL_REGS_TOTAL)) {
-		reply_error(p, req->path, "limit", "too many registrations");
+	if (!(e && e->reg) && p->n_regs >= c->lim.max_registrations_per_connection) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "this connection holds %zu registrations, the most "
+			 "one may hold (control_max_registrations_per_connection)", p->n_regs);
+		reply_error(p, req->path, "limit", text);
+		return;
+	}
+	if (!(e && e->reg) && c->n_regs >= c->lim.max_registrations) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "the agent holds %zu registrations, the most it "
+			 "takes (control_max_registrations)", c->n_regs);
+		reply_error(p, req->path, "limit", text);
 		return;
 	}
 	e = ep_get_or_add(c->eps, req->path, NULL);
@@ -713,8 +783,10 @@ static void on_unregister(struct ctl_peer *p, const struct ctl_request *req)
 
 static void peer_free_regs(struct ctl_peer *p, const char *why)
 {
+	/* registration_end unlinks the registration from p->regs before it
+	 * frees it; the analyzer does not follow that through the list walk */
 	while (p->regs)
-		registration_end(p->regs, why);
+		registration_end(p->regs, why); // NOLINT(clang-analyzer-unix.Malloc)
 }
 
 /* Drops a peer; its registrations end with `reg_why` (see registration_end). */
@@ -724,7 +796,8 @@ static void peer_kill(struct ctl_peer *p, const char *why, const char *reg_why)
 
 	if (p->dead)
 		return;
-	log_debug("control peer pid %d dropped: %s", p->owner.pid, why);
+	log_debug("control peer pid %d (uid %u) closed: %s", p->owner.pid,
+		  (unsigned)p->owner.uid, why);
 	p->dead = true;
 	peer_free_regs(p, reg_why);
 	loop_del(c->epfd, &p->w);
@@ -743,17 +816,72 @@ static void peer_kill(struct ctl_peer *p, const char *why, const char *reg_why)
 	c->n_peers--;
 	p->next = c->graveyard;
 	c->graveyard = p;
+	/* a slot is free again: accepting resumes if fds ran out */
+	if (c->accept_resume_ns)
+		c->accept_resume_ns = 1;
+}
+
+/* Disconnects a misbehaving peer, saying why on stderr: the operator sees
+ * who it was (a rate of these is a client bug or an attack). At most
+ * CONTROL_DROP_LOGS lines a minute: a swarm of bad peers is not a log flood. */
+static void peer_drop(struct ctl_peer *p, const char *why)
+{
+	struct control *c = p->ctl;
+	uint64_t now = clock_mono_ns();
+
+	if (p->dead)
+		return;
+	if (now - c->drop_log_ns >= 60 * NSEC_PER_SEC) {
+		if (c->drop_log_skipped)
+			log_warn("control: %u more peers disconnected that were not logged",
+				 c->drop_log_skipped);
+		c->drop_log_ns = now;
+		c->drop_log_n = c->drop_log_skipped = 0;
+	}
+	if (c->drop_log_n < CONTROL_DROP_LOGS) {
+		c->drop_log_n++;
+		log_warn("control peer pid %d (%s, uid %u) disconnected: %s", p->owner.pid,
+			 p->owner.comm[0] ? p->owner.comm : "?", (unsigned)p->owner.uid, why);
+	} else {
+		c->drop_log_skipped++;
+	}
+	peer_kill(p, why, "disconnected");
 }
 
 static void peer_bad(struct ctl_peer *p, const char *path, const char *word,
 		     const char *text)
 {
 	reply_error(p, path, word, text);
-	if (++p->bad_msgs >= CONTROL_BAD_MSGS_MAX)
-		peer_kill(p, "too many malformed messages", "disconnected");
+	if (!p->dead && ++p->bad_msgs >= CONTROL_BAD_MSGS_MAX) {
+		p->ctl->peers_bad++;
+		peer_drop(p, "too many malformed or out-of-order messages in a row");
+	}
 }
 
 static void on_peer_exit(struct watcher *w, uint32_t events);
+
+/* The control server's part of the status document: its load, its limits,
+ * and the connections it closed by cause. */
+static json_t *control_status(const struct control *c)
+{
+	return json_pack("{s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:f},s:{s:I,s:I,s:I,s:I,s:I}}",
+			 "connections", (json_int_t)c->n_peers,
+			 "registrations", (json_int_t)c->n_regs,
+			 "messages", (json_int_t)c->msgs_in,
+			 "errors", (json_int_t)c->errors_sent,
+			 "limits",
+			 "max_connections", (json_int_t)c->lim.max_connections,
+			 "max_registrations", (json_int_t)c->lim.max_registrations,
+			 "max_registrations_per_connection",
+			 (json_int_t)c->lim.max_registrations_per_connection,
+			 "idle_timeout_s", (double)c->lim.idle_timeout_ns / 1e9,
+			 "closed",
+			 "refused", (json_int_t)c->peers_refused,
+			 "evicted", (json_int_t)c->peers_evicted,
+			 "idle", (json_int_t)c->peers_idle,
+			 "malformed", (json_int_t)c->peers_bad,
+			 "not_reading", (json_int_t)c->peers_not_reading);
+}
 
 /*
  * `sockwarden status`: the document can be larger than a message, so it goes
@@ -773,6 +901,8 @@ static void on_status(struct ctl_peer *p)
 		return;
 	}
 	doc = c->hooks.status ? c->hooks.status(c->hooks.ctx) : NULL;
+	if (json_is_object(doc))
+		json_object_set_new(doc, "control", control_status(c));
 	s = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
 	json_decref(doc);
 	if (!s)
@@ -817,58 +947,77 @@ static bool peer_exiting(const struct ctl_peer *p)
 	return flags & 0x4; /* PF_EXITING */
 }
 
+/* The SCM_RIGHTS fds of a received message, all of them, whatever else the
+ * message holds: each one is the agent's to close. */
+static int take_fds(struct msghdr *mh, int *fds, int max)
+{
+	int n = 0;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+		for (size_t i = 0; i < k && n < max; i++)
+			memcpy(&fds[n++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+	}
+	return n;
+}
+
 static void on_peer(struct watcher *w, uint32_t events)
 {
 	struct ctl_peer *p = w->ctx;
+	/* one byte more than a message may hold: a longer one shows as MSG_TRUNC */
 	char buf[CONTROL_MSG_MAX + 1];
+	/* room for CONTROL_FDS_MAX fds: more than that shows as MSG_CTRUNC, and
+	 * the kernel closes what did not fit */
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 16)];
+		char buf[CMSG_SPACE(sizeof(int) * CONTROL_FDS_MAX)];
 		struct cmsghdr align;
 	} cm;
 	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
 			     .msg_controllen = sizeof(cm.buf) };
 	struct ctl_request req;
-	int fds[16], n_fds = 0;
-	bool fds_lost;
+	int fds[CONTROL_FDS_MAX], n_fds = 0;
 	const char *word;
+	unsigned bad;
 	ssize_t n;
 
 	if (p->dead)
 		return;
 	if (events & EPOLLOUT)
 		peer_flush(p);
-	if (p->dead || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+	if (p->dead || !(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
 		return;
 	n = recvmsg(w->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n <= 0) {
+	if (n >= 0)
+		n_fds = take_fds(&mh, fds, CONTROL_FDS_MAX);
+	/* SOCK_SEQPACKET carries empty messages: 0 is the end only once the
+	 * peer has shut the connection down */
+	if (n < 0 || (n == 0 && (events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)))) {
 		/* a server that dies closes its control fd before its pidfd
 		 * reports the exit: tell the two apart so the event is right */
 		if (peer_exiting(p))
 			on_peer_exit(&p->w_pidfd, EPOLLIN);
 		else
 			peer_kill(p, n == 0 ? "closed" : strerror(errno), "disconnected");
-		return;
-	}
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-		for (size_t i = 0; i < k && n_fds < 16; i++)
-			memcpy(&fds[n_fds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+		goto out;
 	}
 	p->ctl->msgs_in++;
-	/* more fds than the control buffer holds: the kernel dropped the rest */
-	fds_lost = mh.msg_flags & MSG_CTRUNC;
-	if (fds_lost) {
+	p->last_active_ns = clock_mono_ns();
+	if (mh.msg_flags & MSG_CTRUNC) {
 		peer_bad(p, NULL, "bad_fd", "too many fds with one message");
 		goto out;
 	}
 	if ((size_t)n > CONTROL_MSG_MAX || (mh.msg_flags & MSG_TRUNC)) {
 		peer_bad(p, NULL, "too_large", "a message holds at most 4096 bytes");
+		goto out;
+	}
+	if (n == 0) {
+		peer_bad(p, NULL, "malformed", "an empty message");
 		goto out;
 	}
 	word = control_decode(buf, (size_t)n, &req);
@@ -882,6 +1031,7 @@ static void on_peer(struct watcher *w, uint32_t events)
 		peer_bad(p, req.path, "bad_fd", "this message takes no fd");
 		goto out;
 	}
+	bad = p->bad_msgs;
 	if (strcmp(req.op, "register") == 0)
 		on_register(p, &req, fds, n_fds);
 	else if (strcmp(req.op, "unregister") == 0)
@@ -892,6 +1042,9 @@ static void on_peer(struct watcher *w, uint32_t events)
 		on_status(p);
 	else
 		peer_bad(p, NULL, "unknown_op", "status is asked with `sockwarden status`");
+	/* a well-formed request in order ends a run of bad ones */
+	if (p->bad_msgs == bad)
+		p->bad_msgs = 0;
 out:
 	/* the agent keeps no fd a peer sent: validation is done on the spot */
 	for (int i = 0; i < n_fds; i++)
@@ -908,21 +1061,72 @@ static void on_peer_exit(struct watcher *w, uint32_t events)
 	peer_kill(p, "exited", "target_exited");
 }
 
+/* Says once a minute that the connection table is full: under a flood of
+ * connections one line, not one per connection. */
+static void limit_warn(struct control *c, uint64_t now)
+{
+	if (c->limit_warned_ns && now - c->limit_warned_ns < 60 * NSEC_PER_SEC)
+		return;
+	c->limit_warned_ns = now;
+	log_warn("control connections at their limit (%u, control_max_connections): "
+		 "idle ones make room for new ones, %llu refused, %llu evicted so far",
+		 c->lim.max_connections, (unsigned long long)c->peers_refused,
+		 (unsigned long long)c->peers_evicted);
+}
+
+static void accept_set(struct control *c, uint32_t events)
+{
+	if (c->w_abstract.fd >= 0)
+		loop_mod(c->epfd, &c->w_abstract, events);
+	if (c->w_path.fd >= 0)
+		loop_mod(c->epfd, &c->w_path, events);
+}
+
+/* Makes room for a new connection when the table is full; false when every
+ * connection holds registrations (those are never dropped for a newcomer). */
+static bool make_room(struct control *c, uint64_t now)
+{
+	struct ctl_peer *victim;
+
+	if (c->n_peers < c->lim.max_connections)
+		return true;
+	limit_warn(c, now);
+	victim = control_evict_pick(c->peers);
+	if (!victim)
+		return false;
+	c->peers_evicted++;
+	peer_kill(victim, "evicted: the connection limit is reached", "disconnected");
+	return true;
+}
+
 static void on_accept(struct watcher *w, uint32_t events)
 {
 	struct control *c = w->ctx;
 
-	for (;;) {
+	(void)events;
+	for (int i = 0; i < CONTROL_ACCEPT_BATCH; i++) {
 		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		uint64_t now = clock_mono_ns();
 		struct ucred cred;
 		socklen_t cl = sizeof(cred);
 		struct ctl_peer *p;
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* the pending connection stays readable: stop listening
+				 * for a moment instead of waking for it in a loop */
+				log_warn("control: cannot accept a connection: %s; pausing",
+					 strerror(errno));
+				accept_set(c, 0);
+				c->accept_resume_ns = now + 100 * NSEC_PER_MSEC;
+			}
 			return;
-		if (c->n_peers >= CONTROL_PEERS_MAX ||
-		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
-			c->peers_dropped++;
+		}
+		if (!make_room(c, now) || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+			c->peers_refused++;
 			close(fd);
 			continue;
 		}
@@ -936,11 +1140,12 @@ static void on_accept(struct watcher *w, uint32_t events)
 			p->owner.pid = cred.pid;
 		p->owner.uid = cred.uid;
 		p->owner.gid = cred.gid;
+		p->last_active_ns = now;
 		p->w = (struct watcher){ .fd = fd, .fn = on_peer, .ctx = p };
 		/* liveness through a pidfd: never a bare pid that may be recycled */
 		p->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
 		p->w_pidfd = (struct watcher){ .fd = p->pidfd, .fn = on_peer_exit, .ctx = p };
-		if (loop_add(c->epfd, &p->w, EPOLLIN) != 0) {
+		if (loop_add(c->epfd, &p->w, EPOLLIN | EPOLLRDHUP) != 0) {
 			if (p->pidfd >= 0)
 				close(p->pidfd);
 			close(fd);
@@ -953,6 +1158,81 @@ static void on_accept(struct watcher *w, uint32_t events)
 		c->peers = p;
 		c->n_peers++;
 	}
+}
+
+/* ----- limits ----- */
+
+struct control_limits control_limits_resolve(const struct control_limits *in,
+					     uint64_t nofile)
+{
+	struct control_limits l = {
+		.max_connections = CONTROL_PEERS_MAX,
+		.max_registrations = CONTROL_REGS_TOTAL,
+		.max_registrations_per_connection = CONTROL_REGS_PER_PEER,
+		.idle_timeout_ns = CONTROL_IDLE_TIMEOUT_NS,
+	};
+	uint64_t fit;
+
+	if (in && in->max_connections)
+		l.max_connections = in->max_connections;
+	if (in && in->max_registrations)
+		l.max_registrations = in->max_registrations;
+	if (in && in->max_registrations_per_connection)
+		l.max_registrations_per_connection = in->max_registrations_per_connection;
+	if (in && in->idle_timeout_ns)
+		l.idle_timeout_ns = in->idle_timeout_ns;
+	/* a limit the fds cannot reach would turn into accept() failing */
+	fit = nofile > CONTROL_FD_RESERVE + 2 ? (nofile - CONTROL_FD_RESERVE) / 2 : 1;
+	if (l.max_connections > fit)
+		l.max_connections = (unsigned)fit;
+	return l;
+}
+
+uint64_t control_idle_deadline(const struct ctl_peer *p, uint64_t idle_ns)
+{
+	if (p->n_regs || p->dead)
+		return UINT64_MAX;
+	return p->last_active_ns + idle_ns;
+}
+
+struct ctl_peer *control_evict_pick(struct ctl_peer *peers)
+{
+	struct ctl_peer *pick = NULL;
+
+	for (struct ctl_peer *p = peers; p; p = p->next)
+		if (!p->n_regs && !p->dead &&
+		    (!pick || p->last_active_ns < pick->last_active_ns))
+			pick = p;
+	return pick;
+}
+
+/* Room for two fds per connection: the soft limit is raised toward the hard
+ * one (the agent uses epoll, never select), and what still does not fit
+ * lowers the connection limit, said once at start. */
+static void limits_apply(struct control *c, const struct control_limits *want)
+{
+	struct control_limits asked = control_limits_resolve(want, UINT64_MAX);
+	uint64_t need = (uint64_t)asked.max_connections * 2 + CONTROL_FD_RESERVE;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		c->lim = asked;
+		return;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		struct rlimit up = rl;
+
+		up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need
+										  : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	c->lim = control_limits_resolve(want, rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX
+									 : rl.rlim_cur);
+	if (c->lim.max_connections < asked.max_connections)
+		log_warn("control: at most %u connections fit in the open-file limit (%llu), "
+			 "not %u", c->lim.max_connections, (unsigned long long)rl.rlim_cur,
+			 asked.max_connections);
 }
 
 /* ----- set-up ----- */
@@ -975,7 +1255,8 @@ static int listen_seqpacket(const struct sockaddr_un *sa, socklen_t len)
 int control_open(struct control *c, int epfd, const char *path,
 		 struct endpoint_table *eps, struct healer *h,
 		 const struct event_env *env, const struct control_hooks *hooks,
-		 uint64_t rebind_timeout_ns, const char **why)
+		 uint64_t rebind_timeout_ns, const struct control_limits *lim,
+		 const char **why)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char dir[SW_PATH_MAX];
@@ -988,6 +1269,7 @@ int control_open(struct control *c, int epfd, const char *path,
 	c->env = env;
 	c->hooks = *hooks;
 	c->rebind_timeout_ns = rebind_timeout_ns;
+	limits_apply(c, lim);
 	c->w_abstract.fd = c->w_path.fd = -1;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 
@@ -1024,20 +1306,34 @@ int control_open(struct control *c, int epfd, const char *path,
 	return 0;
 }
 
+static void peer_list_free(struct ctl_peer *p)
+{
+	while (p) {
+		struct ctl_peer *next = p->next;
+
+		free(p);
+		p = next;
+	}
+}
+
+/*
+ * A dropped peer may still have events in the batch of the loop turn it died
+ * in, so it is freed one call later: control_tick runs at the end of every
+ * turn and at most once inside one (from the heal timer), so by the second
+ * call after its death the turn it died in is over.
+ */
 static void graveyard_free(struct control *c)
 {
-	while (c->graveyard) {
-		struct ctl_peer *p = c->graveyard;
-
-		c->graveyard = p->next;
-		free(p);
-	}
+	peer_list_free(c->graveyard_old);
+	c->graveyard_old = c->graveyard;
+	c->graveyard = NULL;
 }
 
 void control_close(struct control *c)
 {
 	while (c->peers)
 		peer_kill(c->peers, "agent stopping", NULL);
+	graveyard_free(c);
 	graveyard_free(c);
 	if (c->w_abstract.fd >= 0)
 		close(c->w_abstract.fd);
@@ -1050,20 +1346,37 @@ void control_close(struct control *c)
 
 void control_tick(struct control *c, uint64_t now_ns)
 {
+	struct ctl_peer *next;
+
 	graveyard_free(c);
-	for (struct ctl_peer *p = c->peers; p; p = p->next)
+	for (struct ctl_peer *p = c->peers; p; p = next) {
+		next = p->next; /* an idle peer leaves the list here */
 		for (struct registration *r = p->regs; r; r = r->next)
 			if (r->inflight && now_ns >= r->deadline_ns)
 				rebind_failed(r, "timeout");
+		if (control_idle_deadline(p, c->lim.idle_timeout_ns) <= now_ns) {
+			c->peers_idle++;
+			peer_kill(p, "idle: silent and registered nothing", "disconnected");
+		}
+	}
+	if (c->accept_resume_ns && now_ns >= c->accept_resume_ns) {
+		c->accept_resume_ns = 0;
+		accept_set(c, EPOLLIN);
+	}
 }
 
 uint64_t control_next_deadline(const struct control *c)
 {
-	uint64_t d = UINT64_MAX;
+	uint64_t d = c->accept_resume_ns ? c->accept_resume_ns : UINT64_MAX;
 
-	for (const struct ctl_peer *p = c->peers; p; p = p->next)
+	for (const struct ctl_peer *p = c->peers; p; p = p->next) {
+		uint64_t idle = control_idle_deadline(p, c->lim.idle_timeout_ns);
+
+		if (idle < d)
+			d = idle;
 		for (const struct registration *r = p->regs; r; r = r->next)
 			if (r->inflight && r->deadline_ns < d)
 				d = r->deadline_ns;
+	}
 	return d;
 }

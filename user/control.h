@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "config.h"
 #include "discovery.h"
 #include "endpoints.h"
 #include "events.h"
@@ -20,11 +21,24 @@
 #define CONTROL_MSG_MAX 4096
 #define CONTROL_ABSTRACT_NAME "sockwarden"
 #define CONTROL_PATH_DEFAULT "/run/sockwarden/control.sock"
+/* defaults of the [agent] control_* limits (struct control_limits) */
 #define CONTROL_REGS_PER_PEER 64
 #define CONTROL_REGS_TOTAL 4096
 #define CONTROL_PEERS_MAX 1024
+#define CONTROL_IDLE_TIMEOUT_NS (30ULL * 1000000000ULL)
+/* fds the rest of the agent may need beside its control connections (BPF
+ * objects, timers, sinks, guard directories): kept out of the peers' share */
+#define CONTROL_FD_RESERVE 256
+/* protocol violations in a row before a peer is disconnected */
 #define CONTROL_BAD_MSGS_MAX 8
 #define CONTROL_OUTQ 16
+/* fds one message may carry before it is refused as truncated (MSG_CTRUNC);
+ * register takes one, the rest is room to see and close what a peer sends */
+#define CONTROL_FDS_MAX 16
+/* connections accepted per wake-up: a flood of connects cannot hold the loop */
+#define CONTROL_ACCEPT_BATCH 64
+/* disconnects of misbehaving peers logged per minute */
+#define CONTROL_DROP_LOGS 20
 
 enum heal_mode { HEAL_NONE = 0, HEAL_FD, HEAL_NOTIFY };
 
@@ -54,7 +68,8 @@ struct ctl_peer {
 	struct control *ctl;
 	struct owner owner; /* pid, uid, gid from SO_PEERCRED; comm and exe from /proc */
 	int pidfd;
-	unsigned bad_msgs;
+	unsigned bad_msgs;      /* protocol violations in a row */
+	uint64_t last_active_ns; /* its connect or its last message */
 	struct registration *regs;
 	size_t n_regs;
 	struct ctl_msg_out outq[CONTROL_OUTQ];
@@ -78,21 +93,30 @@ struct control {
 	int epfd;
 	struct watcher w_abstract, w_path;
 	char path[108];
-	struct ctl_peer *peers, *graveyard;
+	struct ctl_peer *peers, *graveyard, *graveyard_old;
 	size_t n_peers, n_regs;
 	struct endpoint_table *eps;
 	struct healer *healer;
 	const struct event_env *env;
 	struct control_hooks hooks;
 	uint64_t rebind_timeout_ns;
-	uint64_t msgs_in, errors_sent, peers_dropped;
+	struct control_limits lim; /* resolved: no field is 0 */
+	/* accept(2) ran out of fds: listening resumes at this time (0: listening) */
+	uint64_t accept_resume_ns;
+	uint64_t limit_warned_ns;
+	uint64_t drop_log_ns;   /* the minute peer_drop's lines are counted in */
+	unsigned drop_log_n, drop_log_skipped;
+	uint64_t msgs_in, errors_sent;
+	/* connections closed by the agent, by cause */
+	uint64_t peers_refused, peers_evicted, peers_idle, peers_bad, peers_not_reading;
 };
 
 /* Listens on @sockwarden and on `path`; returns -errno with why set. */
 int control_open(struct control *c, int epfd, const char *path,
 		 struct endpoint_table *eps, struct healer *h,
 		 const struct event_env *env, const struct control_hooks *hooks,
-		 uint64_t rebind_timeout_ns, const char **why);
+		 uint64_t rebind_timeout_ns, const struct control_limits *lim,
+		 const char **why);
 void control_close(struct control *c);
 /* Starts a rebind of a registered endpoint; false when it cannot. */
 bool control_rebind(struct control *c, struct endpoint *e);
@@ -109,4 +133,17 @@ struct ctl_request {
 	uint32_t seq;
 };
 const char *control_decode(const char *buf, size_t len, struct ctl_request *req);
+
+/* Limit logic, pure, exposed for tests. */
+/* The limits in force: `in`'s nonzero fields (in may be NULL) over the
+ * defaults, the connection limit lowered so that two fds per connection (its
+ * socket and its pidfd) fit under `nofile` beside CONTROL_FD_RESERVE. */
+struct control_limits control_limits_resolve(const struct control_limits *in,
+					     uint64_t nofile);
+/* When an idle connection is closed: UINT64_MAX for one that holds
+ * registrations (a server's control fd is never timed out). */
+uint64_t control_idle_deadline(const struct ctl_peer *p, uint64_t idle_ns);
+/* The connection a newcomer replaces when the table is full: the one silent
+ * longest among those that registered nothing; NULL when all hold some. */
+struct ctl_peer *control_evict_pick(struct ctl_peer *peers);
 #endif

@@ -15,7 +15,7 @@ static size_t bucket_of(const struct endpoint_table *t, const char *path)
 int ep_table_init(struct endpoint_table *t, size_t n_buckets)
 {
 	t->n_buckets = n_buckets ? n_buckets : 4096;
-	t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
+	t->buckets = calloc(t->n_buckets, sizeof(*t->buckets)); // NOLINT(bugprone-sizeof-expression): an array of pointers
 	t->count = 0;
 	return t->buckets ? 0 : -ENOMEM;
 }

@@ -206,7 +206,7 @@ int guard_make(struct guards *g, const char *path, uint64_t dev, uint64_t ino,
 	       struct guard_ref *ref, const char **why)
 {
 	char mp[4096];
-	uint64_t mnt_id;
+	uint64_t mnt_id = 0;
 	struct stat st;
 	int rc;
 

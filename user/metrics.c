@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,10 @@
 
 #include "events.h"
 #include "log.h"
+
+/* See metrics_start. */
+#define METRICS_CONNECTIONS_MAX 16u
+#define METRICS_TIMEOUT_S 5u
 
 static const char *how_names[METRICS_HOW_MAX] = { "link", "fd", "notify", "other" };
 
@@ -30,6 +36,7 @@ int metrics_init(struct metrics *m)
 	if (!m->events_by_type)
 		return -ENOMEM;
 	pthread_mutex_init(&m->lock, NULL);
+	m->listen_fd = -1;
 	return 0;
 }
 
@@ -38,6 +45,8 @@ void metrics_free(struct metrics *m)
 	if (m->httpd)
 		MHD_stop_daemon(m->httpd);
 	m->httpd = NULL;
+	if (m->listen_fd >= 0)
+		close(m->listen_fd);
 	free(m->events_by_type);
 	free(m->text);
 	free(m->file);
@@ -74,15 +83,9 @@ void metrics_count(struct metrics *m, json_t *ev)
 			m->actions_failed++;
 		else if (outcome && strcmp(outcome, "started") != 0)
 			m->actions_ok++;
-	} else if (strcmp(name, "events_lost") == 0) {
-		const char *reason = str_field(ev, "reason");
-		uint64_t n = (uint64_t)json_integer_value(json_object_get(ev, "count"));
-
-		if (reason && strcmp(reason, "sink_overflow") == 0)
-			m->events_lost_sink += n;
-		else
-			m->events_lost_ringbuf += n;
 	}
+	/* losses are rendered from the counts of whoever lost (kernel, sinks),
+	 * which grow as lines drop, not when the report gets through */
 }
 
 struct buf {
@@ -171,11 +174,15 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g, si
 	family(&b, "records_total", "counter", "Kernel records read from the ring buffer.");
 	bprintf(&b, "sockwarden_records_total %llu\n", (unsigned long long)g->records);
 	family(&b, "lost_total", "counter",
-	       "Records or events lost: kernel records not queued, events a sink dropped.");
+	       "Records or events lost: kernel records not queued (ringbuf_full), events "
+	       "the JSON Lines sink (sink_overflow) or journald's queue (journal_overflow) "
+	       "dropped.");
 	bprintf(&b, "sockwarden_lost_total{reason=\"ringbuf_full\"} %llu\n",
 		(unsigned long long)g->kernel_drops[0]);
 	bprintf(&b, "sockwarden_lost_total{reason=\"sink_overflow\"} %llu\n",
-		(unsigned long long)m->events_lost_sink);
+		(unsigned long long)g->sink_dropped);
+	bprintf(&b, "sockwarden_lost_total{reason=\"journal_overflow\"} %llu\n",
+		(unsigned long long)g->journal_dropped);
 	family(&b, "kernel_map_full_total", "counter",
 	       "Kernel map entries that could not be created (counts stay exact elsewhere).");
 	for (int i = 1; i < 4; i++)
@@ -305,14 +312,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return ret;
 }
 
-int metrics_serve(struct metrics *m, const char *addr, const char **why)
+int metrics_bind(struct metrics *m, const char *addr, const char **why)
 {
 	char host[256], *colon;
 	const char *port;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE |
 										AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+	int fd, one = 1;
 
 	snprintf(host, sizeof(host), "%s", addr);
 	colon = strrchr(host, ':');
@@ -336,20 +343,58 @@ int metrics_serve(struct metrics *m, const char *addr, const char **why)
 		*why = "cannot resolve the address";
 		return -EINVAL;
 	}
-	if (res->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	/* a few scrapers at a time, each with a deadline: none can hold it up */
-	m->httpd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m,
-				    MHD_OPTION_SOCK_ADDR, res->ai_addr,
-				    MHD_OPTION_CONNECTION_LIMIT, 16u,
-				    MHD_OPTION_CONNECTION_TIMEOUT, 5u,
-				    MHD_OPTION_END);
-	freeaddrinfo(res);
-	if (!m->httpd) {
-		*why = "cannot listen there (in use, or not an address of this host)";
-		return -EADDRINUSE;
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0) {
+		/* as libmicrohttpd sets up a socket of its own */
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (res->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	}
+	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 32) != 0) {
+		int err = errno;
+
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		*why = err == EACCES ? "cannot listen there (a port below 1024 needs "
+				       "CAP_NET_BIND_SERVICE)"
+				     : "cannot listen there (in use, or not an address of this host)";
+		return -err;
+	}
+	m->ipv6 = res->ai_family == AF_INET6;
+	freeaddrinfo(res);
+	m->listen_fd = fd;
 	return 0;
+}
+
+int metrics_start(struct metrics *m, const char **why)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
+
+	if (m->ipv6)
+		flags |= MHD_USE_IPv6;
+	/* A few scrapers at a time, each with a deadline: a client that connects
+	 * and never sends holds one slot for CONNECTION_TIMEOUT seconds, not the
+	 * server, and never the event loop (this is another thread, serving the
+	 * last rendered text). */
+	m->httpd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m,
+				    MHD_OPTION_LISTEN_SOCKET, m->listen_fd,
+				    MHD_OPTION_CONNECTION_LIMIT, METRICS_CONNECTIONS_MAX,
+				    MHD_OPTION_CONNECTION_TIMEOUT, METRICS_TIMEOUT_S,
+				    MHD_OPTION_END);
+	if (!m->httpd) {
+		*why = "cannot start the HTTP server";
+		return -EIO;
+	}
+	m->listen_fd = -1; /* the daemon's now: MHD_stop_daemon closes it */
+	return 0;
+}
+
+int metrics_serve(struct metrics *m, const char *addr, const char **why)
+{
+	int rc = metrics_bind(m, addr, why);
+
+	return rc ? rc : metrics_start(m, why);
 }
 
 int metrics_textfile(struct metrics *m, const char *file)

@@ -24,6 +24,8 @@ struct metrics_gauges {
 	uint64_t failures_by_err[SW_ERR_MAX]; /* the kernel's exact counts */
 	uint64_t kernel_drops[4];             /* ringbuf, stat map, client map, inflight */
 	uint64_t records;
+	/* events a sink dropped, counted as they drop (not when reported) */
+	uint64_t sink_dropped, journal_dropped;
 	double start_time_s;
 };
 
@@ -31,12 +33,13 @@ struct metrics {
 	uint64_t *events_by_type; /* indexed like event_types */
 	uint64_t heals_ok[METRICS_HOW_MAX], heals_failed[METRICS_HOW_MAX];
 	uint64_t heals_skipped, circuits_opened, actions_ok, actions_failed;
-	uint64_t events_lost_ringbuf, events_lost_sink;
 	/* the last rendering, shared with the HTTP thread */
 	pthread_mutex_t lock;
 	char *text;
 	size_t text_len;
 	struct MHD_Daemon *httpd;
+	int listen_fd; /* bound by metrics_bind, served from metrics_start */
+	bool ipv6;
 	char *file;
 };
 
@@ -49,8 +52,13 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g, si
 /* Renders, publishes to the HTTP thread and rewrites the textfile. */
 void metrics_publish(struct metrics *m, const struct metrics_gauges *g);
 /* Serves HTTP on HOST:PORT ("127.0.0.1:9477", "[::1]:9477", ":9477");
- * -errno with why set. */
+ * -errno with why set. metrics_serve = metrics_bind + metrics_start. */
 int metrics_serve(struct metrics *m, const char *addr, const char **why);
+/* Binds and listens, no thread yet: the agent binds while it still holds its
+ * start-up privileges and starts the server thread after dropping them (a
+ * thread keeps the capabilities it was created with). */
+int metrics_bind(struct metrics *m, const char *addr, const char **why);
+int metrics_start(struct metrics *m, const char **why);
 /* Writes a textfile-collector file at each publish. */
 int metrics_textfile(struct metrics *m, const char *file);
 #endif

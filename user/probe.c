@@ -124,7 +124,7 @@ int probe_main(const char *path, bool json, int timeout_ms)
 	char norm[SW_PATH_MAX], cwd[SW_PATH_MAX];
 	struct host_view h;
 	struct stat st;
-	json_t *out = json_object(), *listeners = json_array();
+	json_t *out, *listeners;
 	const char *verdict = "healthy", *why = NULL;
 	bool exists, is_sock = false, live = false;
 	int status = SW_EXIT_OK, cerr = 0, err;
@@ -143,6 +143,9 @@ int probe_main(const char *path, bool json, int timeout_ms)
 		fprintf(stderr, "sockwarden probe: sock_diag failed: %s\n", strerror(-err));
 		return SW_EXIT_ENV;
 	}
+	/* made only now: the returns above have nothing to free */
+	out = json_object();
+	listeners = json_array();
 	exists = lstat(norm, &st) == 0;
 	is_sock = exists && S_ISSOCK(st.st_mode);
 	event_set_path(out, "path", norm, strlen(norm));
@@ -321,6 +324,8 @@ int doctor_main(bool json)
 	err = host_view_load(&h);
 	if (err) {
 		fprintf(stderr, "sockwarden doctor: sock_diag failed: %s\n", strerror(-err));
+		json_decref(problems);
+		json_decref(out);
 		return SW_EXIT_ENV;
 	}
 	for (i = 0; i < h.ll.n; i++) {

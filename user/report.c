@@ -134,7 +134,7 @@ static bool parse_rfc3339(const char *s, int64_t *out)
 		p++;
 	} else if ((*p == '+' || *p == '-') && take_digits(p + 1, 2, &oh) && p[3] == ':' &&
 		   take_digits(p + 4, 2, &om) && oh < 24 && om < 60) {
-		offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+		offset = ((int64_t)oh * 3600 + (int64_t)om * 60) * (*p == '-' ? -1 : 1);
 		p += 6;
 	} else {
 		return false;
@@ -1041,7 +1041,7 @@ static int cmp_clients(const void *x, const void *y)
 static json_t *top_clients(json_t *clients)
 {
 	size_t n = json_array_size(clients), i;
-	json_t **v = calloc(n ? n : 1, sizeof(*v)), *out = json_array();
+	json_t **v = calloc(n ? n : 1, sizeof(*v)), *out = json_array(); // NOLINT(bugprone-sizeof-expression): pointers
 
 	if (!v)
 		return out;

@@ -15,15 +15,10 @@ void line_queue_init(struct line_queue *q, size_t max)
 	q->max = max;
 }
 
-bool line_queue_push(struct line_queue *q, const char *line, size_t len)
+static bool queue_append(struct line_queue *q, const char *line, size_t len)
 {
 	size_t used = q->len - q->off;
 
-	if (used + len > q->max) {
-		q->dropped++;
-		q->dropped_total++;
-		return false;
-	}
 	if (q->off && q->len + len > q->cap) {
 		memmove(q->buf, q->buf + q->off, used);
 		q->len = used;
@@ -36,17 +31,49 @@ bool line_queue_push(struct line_queue *q, const char *line, size_t len)
 		while (cap < q->len + len)
 			cap *= 2;
 		nb = realloc(q->buf, cap);
-		if (!nb) {
-			q->dropped++;
-			q->dropped_total++;
+		if (!nb)
 			return false;
-		}
 		q->buf = nb;
 		q->cap = cap;
 	}
 	memcpy(q->buf + q->len, line, len);
 	q->len += len;
 	return true;
+}
+
+void line_queue_drop(struct line_queue *q)
+{
+	q->gap = true;
+	q->dropped++;
+	q->dropped_total++;
+}
+
+bool line_queue_push(struct line_queue *q, const char *line, size_t len)
+{
+	size_t used = q->len - q->off;
+
+	/* a whole line or nothing: the reader never sees half of one */
+	if (!q->gap && used <= q->max && len <= q->max - used && queue_append(q, line, len))
+		return true;
+	line_queue_drop(q);
+	return false;
+}
+
+uint64_t line_queue_gap_ready(const struct line_queue *q)
+{
+	return q->gap && q->len - q->off <= q->max / 2 ? q->dropped : 0;
+}
+
+bool line_queue_close_gap(struct line_queue *q, const char *line, size_t len)
+{
+	bool ok;
+
+	/* the report may overstep the bound by its own size: it is one line,
+	 * and without it the loss would go unsaid */
+	ok = queue_append(q, line, len);
+	q->gap = false;
+	q->dropped = 0;
+	return ok;
 }
 
 long line_queue_flush(struct line_queue *q, int fd)
@@ -121,20 +148,54 @@ int sinks_reopen_jsonl(struct sinks *s, const char *path)
 	return 0;
 }
 
+/* One event as one line, newline included (the caller frees). */
+static char *event_line(json_t *ev, size_t *len)
+{
+	char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+
+	if (!line)
+		return NULL;
+	*len = strlen(line);
+	line[(*len)++] = '\n'; /* over the NUL: the line is counted, not terminated */
+	return line;
+}
+
 void sinks_emit(struct sinks *s, json_t *ev)
 {
 	s->emitted_total++;
 	if (s->have_jsonl) {
-		char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+		size_t n = 0;
+		char *line = event_line(ev, &n);
 
-		if (line) {
-			size_t n = strlen(line);
-
-			line[n] = '\n';
-			line_queue_push(&s->jsonl.q, line, n + 1);
-			free(line);
-		}
+		if (line)
+			line_queue_push(&s->jsonl.q, line, n);
+		else
+			line_queue_drop(&s->jsonl.q);
+		free(line);
 	}
+}
+
+uint64_t sinks_gap_ready(const struct sinks *s)
+{
+	return s->have_jsonl ? line_queue_gap_ready(&s->jsonl.q) : 0;
+}
+
+void sinks_close_gap(struct sinks *s, json_t *report)
+{
+	size_t n = 0;
+	char *line;
+
+	if (!s->have_jsonl)
+		return;
+	line = event_line(report, &n);
+	if (line)
+		line_queue_close_gap(&s->jsonl.q, line, n);
+	free(line);
+}
+
+uint64_t sinks_dropped_total(const struct sinks *s)
+{
+	return s->have_jsonl ? s->jsonl.q.dropped_total : 0;
 }
 
 bool sinks_flush(struct sinks *s)

@@ -9,10 +9,15 @@ import harness  # noqa: E402
 import test_detect  # noqa: E402,F401
 import test_connect  # noqa: E402,F401
 import test_heal  # noqa: E402,F401
+import test_uring  # noqa: E402,F401
 import test_control  # noqa: E402,F401
 import test_report  # noqa: E402,F401
 import test_operate  # noqa: E402,F401
 import test_install  # noqa: E402,F401
+import test_hostile  # noqa: E402,F401
+import test_faults  # noqa: E402,F401
+import test_stall  # noqa: E402,F401
+import test_privilege  # noqa: E402,F401
 
 
 def private_namespaces():

@@ -279,8 +279,10 @@ def control_server_rebinds_itself_first(scratch):
 
 @test
 def control_flap_opens_circuit(scratch):
-    """The path is removed ten times inside a second: five heals, then the
-    circuit opens, healing stops, and the agent leaves no socket behind."""
+    """The path is removed each time it is back: five heals inside the flap
+    window, then the circuit opens, healing stops, and the agent leaves no
+    socket behind. (Slow machines, such as make vmtest's emulated one, only
+    take longer to get there: the window is 60 s.)"""
     path = os.path.join(scratch, "app.sock")
     agent = Agent(scratch, "--no-guard", "--heal-delay", "0")
     srv = EchoServer(path, "fd")
@@ -288,20 +290,27 @@ def control_flap_opens_circuit(scratch):
         agent.wait_event("target_registered", path=path)
         t0 = time.monotonic()
         removed = 0
-        while removed < 10 and time.monotonic() - t0 < 1.0:
+        while (removed < 10 and time.monotonic() - t0 < 30 and
+               not agent.find("rebind_suppressed", path=path)):
             if os.path.lexists(path):
                 os.unlink(path)
                 removed += 1
             else:
                 time.sleep(0.001)
-        assert removed >= 6, "only %d removals in a second" % removed
+        assert removed >= 6, "only %d removals in %.1f s: %s" % (
+            removed, time.monotonic() - t0, [(e["event"], e.get("reason")) for e in agent.poll()])
         sup = agent.wait_event("rebind_suppressed", path=path)
         assert sup["rebinds"] == 5, sup
         ok = agent.find("rebind_succeeded", path=path)
-        assert len(ok) == 5, len(ok)
+        # a removal right after the agent's bind (a slow machine lets the loop
+        # above win that race) fails that heal with removed_again: it still
+        # counts toward the circuit
+        again = [e for e in agent.find("rebind_failed", path=path)
+                 if e["reason"] == "removed_again"]
+        assert len(ok) + len(again) == 5, (len(ok), len(again))
         wait_until(lambda: not os.path.lexists(path), what="the path stays lost")
         assert connect_errno(path) != 0
-        srv.wait_line("adopted", count=5)
+        srv.wait_line("adopted", count=len(ok))
     finally:
         srv.stop()
         agent.stop()

@@ -8,27 +8,11 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, Agent, Server, ROOT, connect_errno, echo, mount_root, peercred, run_py,
-                     test, wait_until)
+from harness import (BUILD, SLOW, Agent, Server, ROOT, connect_errno, echo, guards_of,
+                     peercred, run_py, test, wait_guard, wait_until)
 
 PLAIN = os.path.join(BUILD, "plain_server")
 GUARD_DIR = "/.sockwarden-guard"  # the test scratch lives on the root mount
-
-
-def guards_of(path):
-    gd = os.path.join(mount_root(path), ".sockwarden-guard")
-    try:
-        return os.listdir(gd), gd
-    except FileNotFoundError:
-        return [], gd
-
-
-def wait_guard(path):
-    """This listener's guard link: other listeners (the agent's own control
-    socket among them) have guards on the same mount."""
-    ino = os.lstat(path).st_ino
-    return wait_until(lambda: [n for n in guards_of(path)[0] if n.endswith("-%d" % ino)],
-                      what="the guard of %s" % path)
 
 
 class Proc:
@@ -199,10 +183,11 @@ def new_instance_never_meets_eaddrinuse(scratch):
     srv = Proc("c", path)
     try:
         wait_guard(path)
-        out = subprocess.run([PLAIN, path, "--replace", "1000"], capture_output=True,
+        trials = 200 if SLOW else 1000
+        out = subprocess.run([PLAIN, path, "--replace", str(trials)], capture_output=True,
                              text=True, timeout=300).stdout
         res = json.loads(out)
-        assert res["trials"] == 1000 and res["failed"] == 0, res
+        assert res["trials"] == trials and res["failed"] == 0, res
         assert srv.p.poll() is None, "the old instance still runs"
         assert agent.find("rebind_succeeded", path=path) == []
         reasons = {e["reason"] for e in agent.find("rebind_skipped", path=path)}
@@ -244,9 +229,13 @@ def flapping_path_opens_the_circuit(scratch):
     srv = Proc("c", path)
     try:
         wait_guard(path)
+        # remove the path each time it is back, until the circuit opens: the
+        # sixth heal inside the 60 s window is refused (slow machines, such as
+        # make vmtest's emulated one, only need more time)
         t0 = time.monotonic()
         removed = 0
-        while removed < 10 and time.monotonic() - t0 < 1.0:
+        while (removed < 10 and time.monotonic() - t0 < 30 and
+               not agent.find("rebind_suppressed", path=path)):
             if os.path.exists(path):
                 run_py("import os,sys; os.unlink(sys.argv[1])", path)
                 removed += 1

@@ -11,7 +11,8 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import (AGENT, LIVE, Agent, LineReader, Server, connect_errno, test, wait_until)
+from harness import (AGENT, LIVE, RUN_MODE, Agent, LineReader, Server, connect_errno, test,
+                     wait_until)
 
 
 def run_cli(*args, timeout=20):
@@ -60,7 +61,7 @@ def status_live_then_from_state_file(scratch):
         wait_until(lambda: endpoint(status_json(), path), what="the endpoint in status")
         doc = status_json()
         assert doc["source"] == "agent" and doc["pid"] == agent.proc.pid, doc
-        assert doc["mode"] == "tracepoint"
+        assert doc["mode"] == RUN_MODE, doc
         e = endpoint(doc, path)
         assert e["state"] == "healthy" and e["owner"]["pid"] == srv.pid, e
         assert e["circuit"]["state"] == "closed"
@@ -150,7 +151,7 @@ def metrics_over_http_and_textfile(scratch):
                 (st, ctype, s)
         st, ctype, s = wait_until(ready, what="metrics to show the heal and the failures")
         assert st == 200 and ctype.startswith("text/plain; version=0.0.4"), (st, ctype)
-        assert s['sockwarden_build_info{version="0.1.0",mode="tracepoint"}'] == 1
+        assert s['sockwarden_build_info{version="0.1.0",mode="%s"}' % RUN_MODE] == 1
         assert s['sockwarden_events_total{event="rebind_succeeded"}'] == 1
         assert s['sockwarden_events_total{event="connect_failing"}'] == 1
         assert s["sockwarden_streaks_open"] == 1

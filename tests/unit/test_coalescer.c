@@ -19,6 +19,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -488,6 +489,50 @@ static void test_recovered_unknown_streak_is_ignored(void **state)
 	assert_int_equal(f->n_ev, 2);
 }
 
+static void test_late_report_of_an_ended_streak_changes_nothing(void **state)
+{
+	struct fixture *f = *state;
+
+	/* the map scan saw gen 3 start and end before its records arrived */
+	fail_first(f, "/run/a.sock", ENOENT, 3, 10, T0);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 3, 24, T0 + 5, NULL, NULL, 0);
+	assert_int_equal(f->n_ev, 2);
+	assert_true(coalescer_ended(&f->c, "/run/a.sock", ENOENT, 3));
+	assert_false(coalescer_ended(&f->c, "/run/a.sock", ENOENT, 2));
+	assert_false(coalescer_ended(&f->c, "/run/a.sock", EAGAIN, 3));
+	/* then the records: the failing one, the recovered one */
+	fail_first(f, "/run/a.sock", ENOENT, 3, 10, T0);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 3, 24, T0 + 5, NULL, NULL, 0);
+	assert_int_equal(f->n_ev, 2);
+	assert_int_equal(f->c.n_open, 0);
+	assert_int_equal(count_kind(f, COALESCED_RECOVERED), 1);
+	/* the next generation is a new streak */
+	fail_first(f, "/run/a.sock", ENOENT, 4, 30, T0 + 10);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 4, 31, T0 + 20, NULL, NULL, 0);
+	assert_int_equal(count_kind(f, COALESCED_RECOVERED), 2);
+	assert_int_equal(last(f)->ev.total_failures, 2);
+	assert_true(coalescer_ended(&f->c, "/run/a.sock", ENOENT, 4));
+	assert_false(coalescer_ended(&f->c, "/run/a.sock", ENOENT, 3));
+}
+
+static void test_ended_memory_is_bounded(void **state)
+{
+	struct fixture *f = *state;
+	char path[64];
+
+	/* more keys than it holds: the oldest are forgotten, the newest kept */
+	for (int i = 0; i < COALESCER_ENDED_MAX + 10; i++) {
+		snprintf(path, sizeof(path), "/run/p%d.sock", i);
+		fail_first(f, path, ENOENT, 1, 1, T0);
+		coalescer_recovered(&f->c, path, ENOENT, 1, 1, T0 + 1, NULL, NULL, 0);
+		f->n_ev = 0; /* the recorder's room: the events are not under test */
+	}
+	assert_false(coalescer_ended(&f->c, "/run/p0.sock", ENOENT, 1));
+	snprintf(path, sizeof(path), "/run/p%d.sock", COALESCER_ENDED_MAX + 9);
+	assert_true(coalescer_ended(&f->c, path, ENOENT, 1));
+	assert_true(coalescer_ended(&f->c, "/run/p10.sock", ENOENT, 1));
+}
+
 static void test_no_still_failing_after_recovery(void **state)
 {
 	struct fixture *f = *state;
@@ -639,6 +684,8 @@ int main(void)
 		T(test_recovered_counter_below_start_counts_one),
 		T(test_recovered_with_stale_gen_is_ignored),
 		T(test_recovered_unknown_streak_is_ignored),
+		T(test_late_report_of_an_ended_streak_changes_nothing),
+		T(test_ended_memory_is_bounded),
 		T(test_no_still_failing_after_recovery),
 		T(test_newer_gen_replaces_open_streak),
 		T(test_two_errnos_on_one_path_are_independent),
