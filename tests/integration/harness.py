@@ -5,6 +5,7 @@ directory. Waiting is always for a condition with a deadline, never a bare
 sleep; "nothing happened" is proven with a marker: a second, positive action
 whose event must arrive after any event the first action could have caused.
 """
+import atexit
 import json
 import os
 import select
@@ -36,6 +37,54 @@ SLOW = os.environ.get("SW_TEST_SLOW") == "1"
 TESTS = []
 # every process a test starts, stopped after it whatever happened
 LIVE = []
+
+
+def enter_private_namespaces(flag):
+    """Re-runs this program in network and mount namespaces of its own.
+
+    The control socket @sockwarden is an abstract name, and abstract names
+    belong to a network namespace, so an agent running elsewhere on the host
+    (a developer's, a deployed one, another test run's) cannot collide with
+    the agents under test, nor see or heal their servers: its sock_diag does
+    not see this namespace's sockets. Returns once inside."""
+    if os.geteuid() != 0 or os.environ.get(flag) == "1":
+        return
+    os.environ[flag] = "1"
+    os.execvp("unshare", ["unshare", "--net", "--mount", "--propagation", "private",
+                          "--", sys.executable] + sys.argv)
+
+
+def private_mounts(tag):
+    """Inside the mount namespace: scratch space on a tmpfs of its own (TMPDIR),
+    and tmpfs mounts on /run/sockwarden and /run/systemd.
+
+    An agent prunes the guard links of listeners it cannot see, and another
+    namespace's listeners are invisible to it, so two runs sharing a mount
+    would prune each other's guards; /run/sockwarden holds the fixed control
+    path and the state file, /run/systemd the journal socket the tests fake.
+    Nothing is mounted over /tmp or /run themselves: the checkout under test
+    may live there."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    base = tempfile.mkdtemp(prefix=tag + "-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", tag, base], check=True)
+    os.environ["TMPDIR"] = base
+    tempfile.tempdir = base
+    made = []
+    for d in ("/run/sockwarden", "/run/systemd"):
+        if not os.path.isdir(d):
+            os.makedirs(d)
+            made.append(d)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", tag, d], check=True)
+
+    def unmount():
+        for d in [base, "/run/sockwarden", "/run/systemd"]:
+            subprocess.run(["umount", "-l", d], stderr=subprocess.DEVNULL)
+        for d in [base] + made:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+    atexit.register(unmount)
 
 
 class Skip(Exception):

@@ -40,20 +40,18 @@ BUILD = os.environ.get("SW_BUILD") or os.path.join(ROOT, "build")
 AGENT = os.path.join(BUILD, "sockwarden")
 SERVER = os.path.join(BUILD, "plain_server")
 LOAD = os.path.join(BUILD, "soak_load")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import harness  # noqa: E402
+
 WARMUP = 0.05  # of the cycles, before the first sample
 
 
 def private_namespaces():
     """As tests/integration/run.py: an agent elsewhere on the host cannot
     collide with this one (@sockwarden), nor prune its guard links."""
+    harness.enter_private_namespaces("SW_SOAK_NS")
     if os.environ.get("SW_SOAK_NS") == "1":
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        for d in ("/tmp", "/run"):
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "sw-soak", d], check=True)
-        return
-    os.environ["SW_SOAK_NS"] = "1"
-    os.execvp("unshare", ["unshare", "--net", "--mount", "--propagation", "private",
-                          "--", sys.executable] + sys.argv)
+        harness.private_mounts("sw-soak")
 
 
 def wait_until(pred, timeout, what):
@@ -161,10 +159,7 @@ def main():
                                   "--flap-window", "0.01"],
                                  stdout=subprocess.DEVNULL, stderr=agent_err)
         procs.append(agent)
-        gd = os.path.join("/tmp", ".sockwarden-guard")
-        ino = os.lstat(path).st_ino
-        wait_until(lambda: os.path.isdir(gd) and
-                   any(n.endswith("-%d" % ino) for n in os.listdir(gd)), 20, "the guard link")
+        harness.wait_guard(path)
 
         clients = [subprocess.Popen([LOAD, "client", st.f.name, path, str(a.client_pause_us)],
                                     stdout=subprocess.PIPE) for _ in range(a.clients)]
