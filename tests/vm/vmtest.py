@@ -200,7 +200,11 @@ def boot(vmlinuz, image, modes, timeout, loglevel):
     # its trace instead of hanging until the timeout
     append = ("console=ttyS0 loglevel=%d panic=-1 oops=panic softlockup_panic=1 "
               "random.trust_cpu=on sw.modes=%s" % (loglevel, ",".join(modes)))
-    cmd = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,thread=multi",
+    # thread=single: one host thread runs both vCPUs in turn. With
+    # thread=multi, a CPU running syscall_trace_enter while another patches
+    # its static branch (attaching a syscall tracepoint) kept executing the
+    # stale code: a soft lockup at syscall_trace_enter, seen twice in 8 runs.
+    cmd = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,thread=single",
            "-cpu", "max", "-smp", "2", "-m", "3072", "-kernel", vmlinuz, "-initrd", image,
            "-append", append, "-nic", "none", "-display", "none", "-monitor", "none",
            "-serial", "stdio", "-no-reboot"]
@@ -287,7 +291,7 @@ def main():
                     help="the modes side by side, each in namespaces of its own (default: "
                     "one after the other; side by side, two suites share two emulated "
                     "CPUs and the timing-sensitive tests suffer)")
-    ap.add_argument("--timeout", type=int, default=1500)
+    ap.add_argument("--timeout", type=int, default=3000)
     ap.add_argument("--loglevel", type=int, default=3,
                     help="the kernel's console log level (7: everything, live)")
     a = ap.parse_args()
