@@ -351,7 +351,7 @@ soak: all $(OUTPUT)/soak_load $(OUTPUT)/plain_server
 
 # The short version, part of `make test`.
 soak-smoke: all $(OUTPUT)/soak_load $(OUTPUT)/plain_server
-	$(Q)python3 tests/soak/soak.py --cycles 300 --seconds 120
+	$(Q)python3 tests/soak/soak.py --cycles 300 --seconds 120 --event-totals report
 
 .PHONY: fault-build soak soak-smoke
 

