@@ -307,3 +307,24 @@ def usage_errors_exit_2(scratch):
         assert r.returncode == 2, (args, r)
     r = subprocess.run([AGENT, "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("sockwarden ")
+
+
+@test
+def forced_mode_follows_what_the_kernel_can_load(scratch):
+    """--mode names a mode; where the kernel cannot load it (fentry on these
+    machines: function tracing is locked off) the agent says so and exits 3
+    rather than falling back. Where fentry loads (make vmtest's Debian
+    kernel), both forced modes start and say which they run."""
+    if AUTO_MODE == "tracepoint":
+        r = subprocess.run([AGENT, "run", "--mode", "fentry", "--events", "/dev/null"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 3, r
+        assert "--mode fentry" in r.stderr and "fentry" in r.stderr, r.stderr
+        return
+    for mode in ("fentry", "tracepoint"):
+        agent = Agent(scratch, "--mode", mode)
+        try:
+            started = agent.find("agent_started")[0]
+            assert started["mode"] == mode, started
+        finally:
+            agent.stop()
