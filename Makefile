@@ -46,7 +46,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-D_GNU_SOURCE -DSOCKWARDEN_VERSION='"$(VERSION)"' \
 	-I$(OUTPUT) -Ibpf -Iuser -Iuser/include
-LDLIBS_AGENT := -lbpf -lelf -lz -ljansson -lsystemd -linih -lmicrohttpd
+LDLIBS_AGENT := -lpthread -lbpf -lelf -lz -ljansson -lsystemd -linih -lmicrohttpd
 
 AGENT_SRCS := $(wildcard user/*.c)
 AGENT_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(AGENT_SRCS))

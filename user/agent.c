@@ -37,12 +37,20 @@
 #include "metrics.h"
 #include "paths.h"
 #include "privilege.h"
+#include "scanner.h"
 #include "sinks.h"
 #include "state.h"
 #include "sockwarden.h"
 #include "sockwarden.skel.h"
 
 #define TICK_NS (250 * NSEC_PER_MSEC)
+
+/* What status says of the last applied scan. */
+struct scan_summary {
+	uint64_t started_ns, ended_ns; /* gathering, on the scanner's thread */
+	uint64_t apply_ns;             /* applying it, on the loop */
+	uint64_t listeners, processes, fds;
+};
 
 /* Orphaned listeners already reported, by socket inode. */
 struct inode_set {
@@ -64,6 +72,7 @@ struct agent {
 	struct watcher w_rb, w_sig, w_reconcile, w_tick, w_heal, w_sink;
 	bool sink_waiting;
 	bool stopping;
+	bool sync_due;              /* the kernel's filters wait for sync_soon's batch */
 	uint64_t scan_gen;
 	struct inode_set orphans_reported;
 	uint64_t ringbuf_full_reported;
@@ -75,7 +84,11 @@ struct agent {
 	struct journal_sink journal;
 	struct state_writer state;
 	uint64_t started_mono_ns;
-	uint64_t last_scan_ns;
+	struct scanner scanner;
+	struct watcher w_scan;
+	uint64_t scans;             /* applied reconcile scans */
+	uint64_t scan_dump_misses;  /* live listeners a scan's dump skipped */
+	struct scan_summary last_scan;
 	struct actions actions;
 	bool have_actions;
 };
@@ -113,6 +126,26 @@ static bool path_watched(const struct agent *a, const char *path)
 		return true;
 	e = ep_lookup(&a->eps, path);
 	return e && (e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER));
+}
+
+/*
+ * The kernel's filters follow the endpoint table. A sync rebuilds and diffs
+ * them whole (milliseconds with a thousand endpoints), so what many records
+ * or registrations in one turn of the loop ask for is done once, at the end
+ * of the turn. A listener's own name and inode join the filters in the
+ * kernel at listen() already; this adds what only the agent knows.
+ */
+static void sync_soon(struct agent *a)
+{
+	a->sync_due = true;
+}
+
+static void sync_if_due(struct agent *a)
+{
+	if (!a->sync_due)
+		return;
+	a->sync_due = false;
+	bpf_agent_sync(&a->bpf, &a->eps);
 }
 
 /* ----- emitting ----- */
@@ -301,42 +334,43 @@ static void report_wedged(struct agent *a, struct endpoint *e, const char *why,
 
 /* ----- reconcile scan ----- */
 
-struct scan_item {
-	struct unix_listener l;
-	char path[SW_PATH_MAX];
-	const struct owner *owners;
-	size_t n_owners;
-	bool matches;
+/*
+ * The scanner gathers on its own thread (scanner.c); the loop applies what it
+ * gathered here. The loop keeps handling records while a scan is gathered, so
+ * by the time a result is applied the table may know more than the result:
+ * a gathered "the path resolves to this listener" is trusted only where the
+ * table agrees, anything else is asked of the file system again, and a
+ * listener the table learnt of after the scan began is never taken for one
+ * that closed.
+ */
+
+struct prune_ctx {
+	struct agent *a;
+	const struct scan_result *r;
 };
-
-static int cmp_u64(const void *x, const void *y)
-{
-	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-
-	return a < b ? -1 : a > b;
-}
-
-static size_t owners_of(const struct owner_map *m, uint64_t ino, struct owner *out,
-			size_t max)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < m->n && n < max; i++)
-		if (m->v[i].sock_ino == ino)
-			out[n++] = m->v[i].o;
-	return n;
-}
 
 static void scan_prune(struct endpoint *e, void *ctx)
 {
-	struct agent *a = ctx;
+	struct prune_ctx *p = ctx;
+	struct agent *a = p->a;
 	struct stat st;
 
-	if (e->has_listener && e->scan_gen != a->scan_gen) {
-		/* the listener closed since the last scan */
-		log_debug("listener of %s closed", e->path);
-		healer_listener_gone(&a->healer, e);
-		ep_clear_listener(e);
+	if (e->has_listener && e->scan_gen != a->scan_gen &&
+	    e->listener_set_ns < p->r->started_ns) {
+		struct unix_listener now;
+
+		/* A sock_diag dump resumes by position: sockets that close while
+		 * it runs (the agent's own verify connects, any client) can make
+		 * it skip a live one. Absent from the dump is not closed: ask
+		 * the kernel for this socket by its inode. */
+		if (discovery_get(e->l.sock_ino, &now) == 0 && now.state == 10 /* LISTEN */) {
+			e->scan_gen = a->scan_gen;
+			a->scan_dump_misses++;
+		} else {
+			log_debug("listener of %s closed", e->path);
+			healer_listener_gone(&a->healer, e);
+			ep_clear_listener(e);
+		}
 	}
 	if (!e->has_listener && !(e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER)) &&
 	    lstat(e->path, &st) != 0) {
@@ -353,113 +387,113 @@ static void scan_prune(struct endpoint *e, void *ctx)
 	}
 }
 
-static void reconcile_scan(struct agent *a, bool initial);
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
 
-/* The scan, timed: status and the scale benchmark report how long it takes. */
-static void reconcile(struct agent *a, bool initial)
+	return a < b ? -1 : a > b;
+}
+
+static void scan_apply_item(struct agent *a, const struct scan_item *it, bool initial)
+{
+	const struct unix_listener *l = &it->l;
+	struct owner owners[EP_MAX_OWNERS];
+	size_t n_owners = it->n_owners < EP_MAX_OWNERS ? it->n_owners : EP_MAX_OWNERS;
+	struct endpoint *e;
+	bool matches = it->matches;
+
+	if (!path_watched(a, it->path))
+		return;
+	for (size_t k = 0; k < n_owners; k++)
+		owners[k] = it->owner_entries[k].o;
+	e = ep_get_or_add(&a->eps, it->path, NULL);
+	if (!e)
+		return;
+	e->origin |= EP_FROM_SCAN;
+	if (!(matches && e->has_listener && e->l.sock_ino == l->sock_ino && !e->lost &&
+	      !e->heal_pending))
+		matches = listener_path_matches(l, it->path);
+	if (matches) {
+		if (e->has_listener && e->l.sock_ino != l->sock_ino)
+			healer_listener_gone(&a->healer, e); /* a new socket took the path */
+		ep_set_listener(e, l, owners, n_owners);
+		e->scan_gen = a->scan_gen;
+		e->lost = false;
+		e->heal_pending = false;
+		ep_record_fs(e);
+		healer_listener_seen(&a->healer, e);
+		if (l->max_backlog && l->backlog >= l->max_backlog) {
+			if (!e->wedged)
+				report_wedged(a, e, "backlog_full", 0);
+		} else {
+			e->wedged = false;
+		}
+		return;
+	}
+	/* the path is gone or names another file: this listener is orphaned */
+	if (e->has_listener && e->l.sock_ino == l->sock_ino) {
+		e->scan_gen = a->scan_gen;
+		if (!e->lost && !initial) {
+			report_socket_unlinked(a, e, NULL, "scan", 0);
+			inode_set_add(&a->orphans_reported, l->sock_ino);
+		}
+		return;
+	}
+	if (!inode_set_has(&a->orphans_reported, l->sock_ino))
+		report_orphan(a, it->path, l, n_owners ? &owners[0] : NULL);
+	if (!e->has_listener || e->scan_gen != a->scan_gen) {
+		/* keep the orphan as this path's listener until a live one shows */
+		bool was_listening = e->has_listener;
+
+		ep_set_listener(e, l, owners, n_owners);
+		e->scan_gen = a->scan_gen;
+		e->lost = true;
+		e->lost_ns = clock_mono_ns();
+		e->have_lost_actor = false;
+		if (!was_listening)
+			healer_on_lost(&a->healer, e);
+	}
+}
+
+static void scan_apply(struct agent *a, const struct scan_result *r, bool initial)
 {
 	uint64_t t0 = clock_mono_ns();
 
-	reconcile_scan(a, initial);
-	a->last_scan_ns = clock_mono_ns() - t0;
-}
-
-static void reconcile_scan(struct agent *a, bool initial)
-{
-	struct listener_list ll = {0};
-	struct owner_map om = {0};
-	uint64_t *inos = NULL;
-	struct scan_item *items = NULL;
-	int err;
-
-	a->scan_gen++;
-	err = discovery_dump(&ll, 1u << 10 /* TCP_LISTEN */);
-	if (err) {
-		log_warn("sock_diag dump failed: %s", strerror(-err));
+	if (r->err) {
+		/* a partial picture would read as listeners that closed */
+		log_warn("reconcile scan failed: %s", strerror(-r->err));
 		return;
 	}
-	inos = calloc(ll.n ? ll.n : 1, sizeof(*inos));
-	items = calloc(ll.n ? ll.n : 1, sizeof(*items));
-	if (!inos || !items)
-		goto out;
-	for (size_t i = 0; i < ll.n; i++)
-		inos[i] = ll.v[i].sock_ino;
-	qsort(inos, ll.n, sizeof(*inos), cmp_u64);
-	discovery_owners(inos, ll.n, &om);
-
-	for (size_t i = 0; i < ll.n; i++) {
-		struct unix_listener *l = &ll.v[i];
-		struct owner owners[EP_MAX_OWNERS];
-		size_t n_owners = owners_of(&om, l->sock_ino, owners, EP_MAX_OWNERS);
-		char path[SW_PATH_MAX];
-		struct endpoint *e;
-		bool added, matches;
-
-		if (!listener_abs_path(l, n_owners ? owners[0].pid : 0, path, sizeof(path)))
-			continue; /* abstract or unbound: no path to lose */
-		if (!path_watched(a, path))
-			continue;
-		matches = listener_path_matches(l, path);
-		e = ep_get_or_add(&a->eps, path, &added);
-		if (!e)
-			continue;
-		e->origin |= EP_FROM_SCAN;
-		if (matches) {
-			if (e->has_listener && e->l.sock_ino != l->sock_ino)
-				healer_listener_gone(&a->healer, e); /* a new socket took the path */
-			ep_set_listener(e, l, owners, n_owners);
-			e->scan_gen = a->scan_gen;
-			e->lost = false;
-			e->heal_pending = false;
-			ep_record_fs(e);
-			healer_listener_seen(&a->healer, e);
-			if (l->max_backlog && l->backlog >= l->max_backlog) {
-				if (!e->wedged)
-					report_wedged(a, e, "backlog_full", 0);
-			} else {
-				e->wedged = false;
-			}
-			continue;
-		}
-		/* the path is gone or names another file: this listener is orphaned */
-		if (e->has_listener && e->l.sock_ino == l->sock_ino) {
-			e->scan_gen = a->scan_gen;
-			if (!e->lost && !initial) {
-				report_socket_unlinked(a, e, NULL, "scan", 0);
-				inode_set_add(&a->orphans_reported, l->sock_ino);
-			}
-			continue;
-		}
-		if (!inode_set_has(&a->orphans_reported, l->sock_ino))
-			report_orphan(a, path, l, n_owners ? &owners[0] : NULL);
-		if (!e->has_listener || e->scan_gen != a->scan_gen) {
-			/* keep the orphan as this path's listener until a live one shows */
-			bool was_listening = e->has_listener;
-
-			ep_set_listener(e, l, owners, n_owners);
-			e->scan_gen = a->scan_gen;
-			e->lost = true;
-			e->lost_ns = clock_mono_ns();
-			e->have_lost_actor = false;
-			if (!was_listening)
-				healer_on_lost(&a->healer, e);
-		}
-	}
-	ep_foreach(&a->eps, scan_prune, a);
+	a->scan_gen++;
+	for (size_t i = 0; i < r->n; i++)
+		scan_apply_item(a, &r->items[i], initial);
+	ep_foreach(&a->eps, scan_prune, &(struct prune_ctx){ a, r });
 	healer_reconcile(&a->healer, &a->eps);
 	/* forget orphans whose listener is gone */
 	for (size_t i = 0; i < a->orphans_reported.n;) {
-		if (!bsearch(&a->orphans_reported.v[i], inos, ll.n, sizeof(*inos), cmp_u64))
+		if (!bsearch(&a->orphans_reported.v[i], r->inos, r->n_listeners, sizeof(*r->inos),
+			     cmp_u64))
 			a->orphans_reported.v[i] = a->orphans_reported.v[--a->orphans_reported.n];
 		else
 			i++;
 	}
 	bpf_agent_sync(&a->bpf, &a->eps);
-out:
-	free(inos);
-	free(items);
-	owner_map_free(&om);
-	listener_list_free(&ll);
+	a->scans++;
+	a->last_scan = (struct scan_summary){
+		.started_ns = r->started_ns, .ended_ns = r->ended_ns,
+		.apply_ns = clock_mono_ns() - t0, .listeners = r->n_listeners,
+		.processes = r->stats.processes, .fds = r->stats.fds,
+	};
+}
+
+/* The start-up scan, gathered on the loop's own thread before the loop runs. */
+static void reconcile_initial(struct agent *a)
+{
+	struct scan_result r;
+
+	scan_gather(&r);
+	scan_apply(a, &r, true);
+	scan_result_free(&r);
 }
 
 /* ----- unlink records ----- */
@@ -619,7 +653,7 @@ static void on_bind(struct agent *a, const struct sw_rec_bind *r)
 			control_on_bind(&a->ctl, e);
 	}
 	if (added)
-		bpf_agent_sync(&a->bpf, &a->eps);
+		sync_soon(a);
 }
 
 static void on_listen(struct agent *a, const struct sw_rec_bind *r)
@@ -663,7 +697,7 @@ static void on_listen(struct agent *a, const struct sw_rec_bind *r)
 	if (listener_path_matches(&l, path))
 		healer_listener_seen(&a->healer, e);
 	log_debug("new listener on %s (pid %d)", path, o.pid);
-	bpf_agent_sync(&a->bpf, &a->eps);
+	sync_soon(a);
 }
 
 /* ----- connect records ----- */
@@ -1048,6 +1082,37 @@ static void metrics_gauges_fill(struct agent *a, struct metrics_gauges *g)
 	g->start_time_s = (double)(a->started_mono_ns + (uint64_t)a->env.real_minus_mono_ns) / 1e9;
 }
 
+/* The reconcile scan: whether one is under way (status is answered while it
+ * is), and what the last one covered. */
+static json_t *scan_status(struct agent *a)
+{
+	json_t *o = json_object(), *last = json_null();
+	uint64_t since = 0;
+	bool busy = scanner_busy(&a->scanner, &since);
+
+	json_object_set_new(o, "source", json_string("procfs"));
+	json_object_set_new(o, "in_progress", json_boolean(busy));
+	json_object_set_new(o, "current_started_mono_ns",
+			    busy ? json_integer((json_int_t)since) : json_null());
+	json_object_set_new(o, "scans", json_integer((json_int_t)a->scans));
+	json_object_set_new(o, "dump_misses", json_integer((json_int_t)a->scan_dump_misses));
+	if (a->scans) {
+		const struct scan_summary *l = &a->last_scan;
+
+		last = json_object();
+		json_object_set_new(last, "started_mono_ns", json_integer((json_int_t)l->started_ns));
+		json_object_set_new(last, "ended_mono_ns", json_integer((json_int_t)l->ended_ns));
+		json_object_set_new(last, "duration_ms",
+				    json_real((double)(l->ended_ns - l->started_ns) / 1e6));
+		json_object_set_new(last, "apply_ms", json_real((double)l->apply_ns / 1e6));
+		json_object_set_new(last, "listeners", json_integer((json_int_t)l->listeners));
+		json_object_set_new(last, "processes", json_integer((json_int_t)l->processes));
+		json_object_set_new(last, "fds", json_integer((json_int_t)l->fds));
+	}
+	json_object_set_new(o, "last", last);
+	return o;
+}
+
 static json_t *agent_status(void *ctx)
 {
 	struct agent *a = ctx;
@@ -1097,8 +1162,11 @@ static json_t *agent_status(void *ctx)
 	json_object_set_new(cnt, "endpoints_lost", json_integer((json_int_t)c.lost));
 	json_object_set_new(cnt, "registered", json_integer((json_int_t)c.registered));
 	json_object_set_new(cnt, "streaks_open", json_integer((json_int_t)a->co.n_open));
-	json_object_set_new(cnt, "last_scan_ms", json_real((double)a->last_scan_ns / 1e6));
+	json_object_set_new(cnt, "last_scan_ms", json_real(
+		(double)(a->last_scan.ended_ns - a->last_scan.started_ns + a->last_scan.apply_ns) /
+		1e6));
 	json_object_set_new(doc, "counters", cnt);
+	json_object_set_new(doc, "scan", scan_status(a));
 	json_object_set_new(doc, "capabilities", privilege_json(a->priv.kept));
 	json_object_set_new(doc, "endpoints", c.arr);
 	return doc;
@@ -1216,9 +1284,7 @@ static void ctl_emit(void *ctx, json_t *ev)
 
 static void ctl_changed(void *ctx)
 {
-	struct agent *a = ctx;
-
-	bpf_agent_sync(&a->bpf, &a->eps);
+	sync_soon(ctx);
 }
 
 static void ctl_healed(void *ctx, struct endpoint *e)
@@ -1301,8 +1367,24 @@ static bool timer_fired(int fd)
 
 static void on_reconcile(struct watcher *w, uint32_t events)
 {
-	if (timer_fired(w->fd))
-		reconcile(w->ctx, false);
+	struct agent *a = w->ctx;
+
+	/* a scan that outlasts the interval is not asked for again: the next
+	 * tick after it is applied asks */
+	if (timer_fired(w->fd) && !scanner_request(&a->scanner))
+		log_debug("reconcile scan still under way");
+}
+
+static void on_scan_done(struct watcher *w, uint32_t events)
+{
+	struct agent *a = w->ctx;
+	struct scan_result *r = scanner_take(&a->scanner);
+
+	if (!r)
+		return;
+	scan_apply(a, r, false);
+	scan_result_free(r);
+	free(r);
 }
 
 static void on_tick_timer(struct watcher *w, uint32_t events)
@@ -1420,6 +1502,13 @@ static int drop_privileges(struct agent *a)
  * drop. */
 static int start_threads(struct agent *a)
 {
+	int err = scanner_start(&a->scanner, NULL, NULL);
+
+	if (err) {
+		fprintf(stderr, "sockwarden: cannot start the scanner thread: %s\n",
+			strerror(-err));
+		return err;
+	}
 	if (a->opt->journal)
 		a->have_journal = journal_open(&a->journal) == 0;
 	if (a->opt->metrics_addr) {
@@ -1548,6 +1637,7 @@ int agent_run(const struct agent_options *opt)
 	    watch(&a, &a.w_rb, ring_buffer__epoll_fd(a.bpf.rb), on_rb) ||
 	    watch(&a, &a.w_sig, a.sigfd, on_signal) ||
 	    watch(&a, &a.w_reconcile, a.reconcile_tfd, on_reconcile) ||
+	    watch(&a, &a.w_scan, scanner_fd(&a.scanner), on_scan_done) ||
 	    watch(&a, &a.w_tick, a.tick_tfd, on_tick_timer)) {
 		fprintf(stderr, "sockwarden: event loop set-up failed: %s\n", strerror(errno));
 		status = SW_EXIT_ENV;
@@ -1591,7 +1681,7 @@ int agent_run(const struct agent_options *opt)
 		if (opt->paths.v[i].action != ACTION_NONE)
 			a.have_actions = true;
 	actions_init(&a.actions, a.epfd, &a.env, &opt->flap, ctl_emit, &a);
-	reconcile(&a, true);
+	reconcile_initial(&a);
 	emit_started(&a);
 	state_flush(&a, true);
 	metrics_flush(&a);
@@ -1604,6 +1694,7 @@ int agent_run(const struct agent_options *opt)
 			break;
 		if (a.ctl_open)
 			control_tick(&a.ctl, clock_mono_ns());
+		sync_if_due(&a);
 	}
 
 	/* a clean stop: drain what the kernel queued, then say goodbye */
@@ -1625,6 +1716,7 @@ int agent_run(const struct agent_options *opt)
 	ep_foreach(&a.eps, guard_remove_visit, &a.healer);
 
 cleanup:
+	scanner_stop(&a.scanner);
 	if (a.epfd >= 0)
 		close(a.epfd);
 	if (a.sigfd >= 0)

@@ -150,9 +150,14 @@ static int peer_sendmsg(struct ctl_peer *p, const char *buf, size_t len, int fd)
 }
 
 /* A peer that hung up is just gone; any other failure is worth a line. */
+static bool peer_exiting(const struct ctl_peer *p);
+
 static void peer_send_failed(struct ctl_peer *p, int rc)
 {
-	if (rc == -EPIPE || rc == -ECONNRESET)
+	/* a server that dies closes its end first: its exit, not a disconnect */
+	if ((rc == -EPIPE || rc == -ECONNRESET) && peer_exiting(p))
+		peer_kill(p, "exited", "target_exited");
+	else if (rc == -EPIPE || rc == -ECONNRESET)
 		peer_kill(p, "closed", "disconnected");
 	else
 		peer_drop(p, "sending its replies failed");
@@ -457,8 +462,16 @@ static uint64_t socket_inode_of_fd(int fd)
 	return fstat(fd, &st) == 0 ? st.st_ino : 0;
 }
 
-/* The listener now at the path, if it is a listening socket. */
-static bool listener_at_path(const char *path, struct unix_listener *out)
+static bool peer_holds(const struct ctl_peer *p, uint64_t sock_ino)
+{
+	return discovery_pid_holds(p->owner.pid, sock_ino);
+}
+
+/* The listener the peer holds that the path resolves to now. The peer's own
+ * sockets are looked up one by one: a dump of the host's could skip it when
+ * other sockets close meanwhile. */
+static bool peer_listener_at_path(const struct ctl_peer *p, const char *path,
+				  struct unix_listener *out)
 {
 	struct listener_list ll = {0};
 	struct stat st;
@@ -466,8 +479,7 @@ static bool listener_at_path(const char *path, struct unix_listener *out)
 
 	if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
 		return false;
-	if (discovery_dump(&ll, 1u << TCP_LISTEN_STATE) != 0)
-		return false;
+	discovery_pid_listeners(p->owner.pid, &ll);
 	for (size_t i = 0; i < ll.n && !found; i++) {
 		if (ll.v[i].vfs_ino == st.st_ino && ll.v[i].vfs_dev == st.st_dev) {
 			*out = ll.v[i];
@@ -478,11 +490,6 @@ static bool listener_at_path(const char *path, struct unix_listener *out)
 	return found;
 }
 
-static bool peer_holds(const struct ctl_peer *p, uint64_t sock_ino)
-{
-	return discovery_pid_holds(p->owner.pid, sock_ino);
-}
-
 /* heal notify, when the path was removed again before `adopted` came: the
  * newest listener the peer holds that is bound to the name. */
 static bool peer_listener_named(const struct registration *r, struct unix_listener *out)
@@ -491,15 +498,13 @@ static bool peer_listener_named(const struct registration *r, struct unix_listen
 	size_t len = strlen(r->e->path);
 	bool found = false;
 
-	if (discovery_dump(&ll, 1u << TCP_LISTEN_STATE) != 0)
-		return false;
+	discovery_pid_listeners(r->peer->owner.pid, &ll);
 	for (size_t i = 0; i < ll.n; i++) {
 		const struct unix_listener *c = &ll.v[i];
 
 		/* the bound name may or may not carry its NUL, as the binder chose */
 		if (strnlen(c->name, c->name_len) != len || memcmp(c->name, r->e->path, len) != 0 ||
-		    c->sock_ino == r->e->l.sock_ino || (found && c->sock_ino < out->sock_ino) ||
-		    !peer_holds(r->peer, c->sock_ino))
+		    c->sock_ino == r->e->l.sock_ino || (found && c->sock_ino < out->sock_ino))
 			continue;
 		*out = *c;
 		found = true;
@@ -517,8 +522,7 @@ static bool adopted_listener(const struct registration *r, struct unix_listener 
 	socklen_t ol = sizeof(listening);
 
 	if (r->heal != HEAL_FD)
-		return (listener_at_path(r->e->path, l) && peer_holds(r->peer, l->sock_ino)) ||
-		       peer_listener_named(r, l);
+		return peer_listener_at_path(r->peer, r->e->path, l) || peer_listener_named(r, l);
 	if (r->our_fd < 0 ||
 	    getsockopt(r->our_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) != 0 || !listening)
 		return false;
@@ -943,8 +947,12 @@ static bool peer_exiting(const struct ctl_peer *p)
 	if (pidfd_exited(p->pidfd))
 		return true;
 	rc = proc_stat_read(p->owner.pid, &state, &flags);
+	/* A failed read can be the exit itself: the control fd closes in
+	 * exit_files, before exit_notify makes the pidfd readable, and the
+	 * parent may reap the process between the open and the read (ESRCH).
+	 * Once the process is gone the pidfd is readable: ask it again. */
 	if (rc)
-		return rc == -ENOENT;
+		return rc == -ENOENT || rc == -ESRCH || pidfd_exited(p->pidfd);
 	return flags & 0x4; /* PF_EXITING */
 }
 
@@ -1244,7 +1252,10 @@ static int listen_seqpacket(const struct sockaddr_un *sa, socklen_t len)
 
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (const struct sockaddr *)sa, len) != 0 || listen(fd, 128) != 0) {
+	/* the deepest backlog the kernel grants (net.core.somaxconn caps it): a
+	 * fleet of servers reconnecting at once after an agent restart queue
+	 * there instead of meeting EAGAIN */
+	if (bind(fd, (const struct sockaddr *)sa, len) != 0 || listen(fd, SOMAXCONN) != 0) {
 		int err = errno;
 
 		close(fd);

@@ -35,8 +35,10 @@
 /* fds one message may carry before it is refused as truncated (MSG_CTRUNC);
  * register takes one, the rest is room to see and close what a peer sends */
 #define CONTROL_FDS_MAX 16
-/* connections accepted per wake-up: a flood of connects cannot hold the loop */
-#define CONTROL_ACCEPT_BATCH 64
+/* connections accepted per wake-up (a few ms of work): a flood of connects
+ * cannot hold the loop; the rest wait in the listen backlog (SOMAXCONN) and
+ * are taken on the next turns, as the socket stays readable */
+#define CONTROL_ACCEPT_BATCH 256
 /* disconnects of misbehaving peers logged per minute */
 #define CONTROL_DROP_LOGS 20
 

@@ -111,7 +111,8 @@ static int listener_list_add(struct listener_list *out, const struct unix_listen
 /* Reads replies until NLMSG_DONE (dump) or the first message (exact). */
 static int diag_recv(int fd, struct listener_list *out, bool dump)
 {
-	static char buf[32768] __attribute__((aligned(8)));
+	/* per thread: the scanner's dump and the loop's look-ups run at once */
+	static _Thread_local char buf[32768] __attribute__((aligned(8)));
 
 	for (;;) {
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -340,10 +341,67 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out)
+int discovery_pid_listeners(pid_t pid, struct listener_list *out)
+{
+	char fddir[64];
+	struct dirent *fe;
+	uint64_t *inos = NULL;
+	size_t n = 0, cap = 0;
+	int err = 0;
+	DIR *d;
+
+	snprintf(fddir, sizeof(fddir), "/proc/%d/fd", pid);
+	d = opendir(fddir);
+	if (!d)
+		return -errno;
+	while ((fe = readdir(d))) {
+		uint64_t ino = fd_entry_socket_inode(fddir, fe->d_name);
+
+		if (!ino)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			uint64_t *nv = realloc(inos, ncap * sizeof(*nv));
+
+			if (!nv) {
+				err = -ENOMEM;
+				break;
+			}
+			inos = nv;
+			cap = ncap;
+		}
+		inos[n++] = ino;
+	}
+	closedir(d);
+	if (n)
+		qsort(inos, n, sizeof(*inos), cmp_u64);
+	for (size_t i = 0; i < n && !err; i++) {
+		struct unix_listener l;
+
+		if ((i && inos[i] == inos[i - 1]) || discovery_get(inos[i], &l) != 0 ||
+		    l.state != 10 /* LISTEN */)
+			continue; /* a dup'ed fd, not AF_UNIX, closed since, not listening */
+		err = listener_list_add(out, &l);
+	}
+	free(inos);
+	return err;
+}
+
+static int cmp_owner_entry(const void *a, const void *b)
+{
+	const struct owner_entry *x = a, *y = b;
+
+	if (x->sock_ino != y->sock_ino)
+		return x->sock_ino < y->sock_ino ? -1 : 1;
+	return (x->o.pid > y->o.pid) - (x->o.pid < y->o.pid);
+}
+
+int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out,
+		     struct discovery_stats *stats)
 {
 	DIR *proc = opendir("/proc");
 	struct dirent *pe;
+	struct discovery_stats st = {0};
 
 	if (!proc)
 		return -errno;
@@ -354,7 +412,6 @@ int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out)
 		pid_t pid;
 		struct owner o;
 		bool have_owner = false;
-		uint64_t last = 0;
 
 		if (pe->d_name[0] < '1' || pe->d_name[0] > '9')
 			continue;
@@ -363,27 +420,23 @@ int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out)
 		fds = opendir(fddir);
 		if (!fds)
 			continue;
+		st.processes++;
 		while ((fe = readdir(fds))) {
-			uint64_t ino = fd_entry_socket_inode(fddir, fe->d_name);
+			uint64_t ino;
 
+			if (fe->d_name[0] == '.')
+				continue;
+			st.fds++;
+			ino = fd_entry_socket_inode(fddir, fe->d_name);
 			if (!ino)
 				continue;
 			if (!bsearch(&(uint64_t){ino}, inos, n_inos, sizeof(*inos), cmp_u64))
 				continue;
-			if (ino == last)
-				continue; /* dup'ed fds of one socket count once */
 			if (!have_owner) {
 				if (!owner_read(pid, &o))
 					break;
 				have_owner = true;
 			}
-			bool dup = false;
-			for (size_t i = 0; i < out->n; i++)
-				if (out->v[i].sock_ino == ino && out->v[i].o.pid == pid)
-					dup = true;
-			if (dup)
-				continue;
-			last = ino;
 			if (out->n == out->cap) {
 				size_t cap = out->cap ? out->cap * 2 : 64;
 				void *nv = realloc(out->v, cap * sizeof(*out->v));
@@ -400,7 +453,39 @@ int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out)
 		closedir(fds);
 	}
 	closedir(proc);
+	if (out->n) {
+		size_t k = 1;
+
+		qsort(out->v, out->n, sizeof(*out->v), cmp_owner_entry);
+		/* dup'ed fds of one socket count once per process */
+		for (size_t i = 1; i < out->n; i++)
+			if (cmp_owner_entry(&out->v[i], &out->v[k - 1]) != 0)
+				out->v[k++] = out->v[i];
+		out->n = k;
+	}
+	st.listeners = n_inos;
+	if (stats)
+		*stats = st;
 	return 0;
+}
+
+const struct owner_entry *owner_map_find(const struct owner_map *m, uint64_t sock_ino,
+					 size_t *n)
+{
+	size_t lo = 0, hi = m->n;
+
+	while (lo < hi) { /* the first entry >= sock_ino */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (m->v[mid].sock_ino < sock_ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*n = 0;
+	while (lo + *n < m->n && m->v[lo + *n].sock_ino == sock_ino)
+		(*n)++;
+	return *n ? &m->v[lo] : NULL;
 }
 
 void owner_map_free(struct owner_map *m)
@@ -421,6 +506,11 @@ int proc_stat_read(pid_t pid, char *state, unsigned long *flags)
 	if (fd < 0)
 		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0 && errno == ESRCH) {
+		/* reaped between the open and the read: gone */
+		close(fd);
+		return -ESRCH;
+	}
 	close(fd);
 	if (n <= 0)
 		return -EIO;

@@ -53,19 +53,31 @@ struct owner_map {
 	struct owner_entry *v;
 	size_t n, cap;
 };
-/* Scans /proc/<pid>/fd for sockets whose inode is in `inos` (sorted). */
-int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out);
+/* What one discovery pass covered: status and metrics report it. */
+struct discovery_stats {
+	uint64_t listeners, processes, fds;
+};
+/* Scans /proc/<pid>/fd for sockets whose inode is in `inos` (sorted); the
+ * result is sorted by socket inode, then pid. stats may be NULL. */
+int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out,
+		     struct discovery_stats *stats);
+/* The owners of one socket in a map discovery_owners made: a run of entries. */
+const struct owner_entry *owner_map_find(const struct owner_map *m, uint64_t sock_ino,
+					 size_t *n);
 void owner_map_free(struct owner_map *m);
 /* Fills comm, uid and exe of pid; false when the process is gone. */
 bool owner_read(pid_t pid, struct owner *o);
 /* Whether two processes run the same program (exe, and script for interpreters). */
 bool owner_same_program(const struct owner *a, const struct owner *b);
+/* The listening AF_UNIX sockets process pid holds, each looked up by its
+ * inode: exact, where a dump can skip a socket when others close meanwhile. */
+int discovery_pid_listeners(pid_t pid, struct listener_list *out);
 /* Whether process pid has an fd on the socket with this sockfs inode. */
 bool discovery_pid_holds(pid_t pid, uint64_t sock_ino);
 /* The sockfs inode behind /proc/<pid>/fd/<fd>, or 0. */
 uint64_t fd_socket_inode(pid_t pid, int fd);
 /* State letter and kernel flags (PF_*) of a process from /proc/<pid>/stat;
- * 0, or -errno (-ENOENT: the process is gone). */
+ * 0, or -errno (-ENOENT, -ESRCH: the process is gone). */
 int proc_stat_read(pid_t pid, char *state, unsigned long *flags);
 /* Reads /proc/<pid>/cwd into out. */
 bool proc_cwd(pid_t pid, char *out, size_t outlen);

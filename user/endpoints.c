@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "clock.h"
 #include "paths.h"
 
 static size_t bucket_of(const struct endpoint_table *t, const char *path)
@@ -194,6 +195,7 @@ void ep_set_listener(struct endpoint *e, const struct unix_listener *l,
 {
 	e->has_listener = true;
 	e->l = *l;
+	e->listener_set_ns = clock_mono_ns();
 	if (n_owners > EP_MAX_OWNERS)
 		n_owners = EP_MAX_OWNERS;
 	/* a scan that could not attribute the socket keeps the last known owners */

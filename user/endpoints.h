@@ -54,6 +54,7 @@ struct endpoint {
 	uint64_t lost_ns;
 	bool wedged;        /* backlog full at the last look */
 	uint64_t scan_gen;  /* last reconcile that saw the listener */
+	uint64_t listener_set_ns; /* when the listener was last set (CLOCK_MONOTONIC) */
 
 	/* healing (healer.c) */
 	struct guard_ref guard;

@@ -456,25 +456,68 @@ uint64_t healer_next_deadline(const struct endpoint_table *t)
 	return d;
 }
 
-struct keep_ctx {
-	const struct endpoint_table *t;
+/* The socket files of live listeners, sorted: a guard is kept when its
+ * (dev, ino) is among them (a lookup per guard, not a walk of the table). */
+struct live_files {
+	struct sw_file_key {
+		uint64_t dev, ino;
+	} *v;
+	size_t n, cap;
+	bool oom;
 };
+
+static int cmp_file_key(const void *x, const void *y)
+{
+	const struct sw_file_key *a = x, *b = y;
+
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	return (a->ino > b->ino) - (a->ino < b->ino);
+}
+
+static void live_visit(struct endpoint *e, void *ctx)
+{
+	struct live_files *f = ctx;
+
+	if (!e->has_listener || f->oom)
+		return;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		void *nv = realloc(f->v, cap * sizeof(*f->v));
+
+		if (!nv) {
+			f->oom = true;
+			return;
+		}
+		f->v = nv;
+		f->cap = cap;
+	}
+	f->v[f->n++] = (struct sw_file_key){ e->l.vfs_dev, e->l.vfs_ino };
+}
 
 static bool guard_keep(uint64_t dev, uint64_t ino, void *ctx)
 {
-	const struct endpoint_table *t = ctx;
+	const struct live_files *f = ctx;
+	struct sw_file_key k = { dev, ino };
 
-	for (size_t b = 0; b < t->n_buckets; b++)
-		for (const struct endpoint *e = t->buckets[b]; e; e = e->next)
-			if (e->has_listener && e->l.vfs_ino == ino && e->l.vfs_dev == dev)
-				return true;
-	return false;
+	return f->n && bsearch(&k, f->v, f->n, sizeof(*f->v), cmp_file_key);
 }
 
 void healer_reconcile(struct healer *h, struct endpoint_table *t)
 {
-	size_t n = guards_prune(&h->guards, guard_keep, t);
+	struct live_files f = {0};
+	size_t n;
 
+	ep_foreach(t, live_visit, &f);
+	if (f.oom) {
+		/* without the full list every guard would look unneeded */
+		free(f.v);
+		return;
+	}
+	if (f.n)
+		qsort(f.v, f.n, sizeof(*f.v), cmp_file_key);
+	n = guards_prune(&h->guards, guard_keep, &f);
+	free(f.v);
 	if (n)
 		log_debug("pruned %zu guard link%s of closed listeners", n, n == 1 ? "" : "s");
 }

@@ -50,7 +50,7 @@ static int host_view_load(struct host_view *h)
 	for (size_t i = 0; i < h->ll.n; i++)
 		h->inos[i] = h->ll.v[i].sock_ino;
 	qsort(h->inos, h->ll.n, sizeof(*h->inos), cmp_u64);
-	return discovery_owners(h->inos, h->ll.n, &h->om);
+	return discovery_owners(h->inos, h->ll.n, &h->om, NULL);
 }
 
 static void host_view_free(struct host_view *h)

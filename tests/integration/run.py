@@ -18,6 +18,7 @@ import test_hostile  # noqa: E402,F401
 import test_faults  # noqa: E402,F401
 import test_stall  # noqa: E402,F401
 import test_privilege  # noqa: E402,F401
+import test_load  # noqa: E402,F401
 
 
 if __name__ == "__main__":

@@ -64,15 +64,19 @@ current = lst              # the listener a registration names
 ctl = None
 def connect():
     global ctl
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         c.connect("\0sockwarden")
+        # the connect can land in the backlog of an agent that is dying (a
+        # SIGKILLed agent closes this connection before its listener): the
+        # register then fails with ECONNRESET, and the next try goes on
+        socket.send_fds(c, [json.dumps({"op": "register", "path": path,
+                                        "heal": heal}).encode()], [current.fileno()])
     except OSError:
+        c.close()
         return False
     ctl = c
     sel.register(ctl, selectors.EVENT_READ, "control")
-    socket.send_fds(ctl, [json.dumps({"op": "register", "path": path, "heal": heal}).encode()],
-                    [current.fileno()])
     return True
 def send(msg):
     if ctl is None:

@@ -136,9 +136,16 @@ def stall_stdout_reader_heals_counts_and_reports_the_loss(scratch):
         for r in range(rounds):
             for p in paths:
                 os.unlink(p)
-            wait_until(lambda: all(os.path.exists(p) and os.lstat(p).st_ino == ino[p]
-                                   for p in paths), timeout=30,
-                       what="round %d: every path healed while stdout is stalled" % r)
+            try:
+                wait_until(lambda: all(os.path.exists(p) and os.lstat(p).st_ino == ino[p]
+                                       for p in paths), timeout=30,
+                           what="round %d: every path healed while stdout is stalled" % r)
+            except AssertionError as e:
+                lost = [p for p in paths if not (os.path.exists(p) and
+                                                 os.lstat(p).st_ino == ino[p])]
+                eps = {x["path"]: x for x in status_json()["endpoints"]}
+                raise AssertionError("%s: %d not healed: %s" % (
+                    e, len(lost), [(p, eps.get(p)) for p in lost[:3]]))
         assert all(connect_errno(p) == 0 for p in paths[::10])
         heals = n_paths * rounds
 
@@ -203,9 +210,10 @@ def stall_stdout_reader_heals_counts_and_reports_the_loss(scratch):
         assert len(reports) == 1, reports
         print("  %d events, %d lines read, %d lost (queue %d B, pipe %d B), %d heals, "
               "%d storm failures, status max %.0f ms over %d calls, scrape %.2f s, "
-              "idle client cut after %.1f s" % (
+              "idle client cut after %.1f s; live listeners a scan's dump skipped: %d" % (
                   c["events"], len(agent.reader.lines), dropped, QUEUE, pipe_size, heals + 1,
-                  storm_failures, max(lat) * 1000, len(lat), scrape_s, idle_s))
+                  storm_failures, max(lat) * 1000, len(lat), scrape_s, idle_s,
+                  status_json()["scan"]["dump_misses"]))
     finally:
         rc = agent.stop()
         srv.kill()
