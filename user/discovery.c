@@ -376,7 +376,7 @@ int discovery_pid_listeners(pid_t pid, struct listener_list *out)
 	if (n)
 		qsort(inos, n, sizeof(*inos), cmp_u64);
 	for (size_t i = 0; i < n && !err; i++) {
-		struct unix_listener l;
+		struct unix_listener l = {0};
 
 		if ((i && inos[i] == inos[i - 1]) || discovery_get(inos[i], &l) != 0 ||
 		    l.state != 10 /* LISTEN */)
