@@ -45,17 +45,23 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror 
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter \
 	-D_GNU_SOURCE -DSOCKWARDEN_VERSION='"$(VERSION)"' \
-	-I$(OUTPUT) -Ibpf -Iuser -Iuser/include
+	-I$(OUTPUT) -Ibpf -Iuser
 LDLIBS_AGENT := -lpthread -lbpf -lelf -lz -ljansson -lsystemd -linih -lmicrohttpd
 
-AGENT_SRCS := $(wildcard user/*.c)
+# The rooms of user/ (README "Layout"): one binary, build/sockwarden, from
+# the daemon, its sinks, the CLI commands and what they share; the library is
+# built apart. Sources name other rooms' headers by room ("shared/paths.h").
+ROOMS := agent sinks cli shared
+AGENT_SRCS := $(foreach r,$(ROOMS),$(wildcard user/$(r)/*.c))
+AGENT_HDRS := $(foreach r,$(ROOMS),$(wildcard user/$(r)/*.h))
 AGENT_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(AGENT_SRCS))
 LIB_SRCS := $(wildcard user/lib/*.c)
 LIB_OBJS := $(patsubst user/lib/%.c,$(OUTPUT)/lib/%.o,$(LIB_SRCS))
-LIB_HDRS := user/include/sockwarden.h $(wildcard user/lib/*.h)
+LIB_INCLUDE := user/lib/include
+LIB_HDRS := $(LIB_INCLUDE)/sockwarden.h $(wildcard user/lib/*.h)
 # bpf/sockwarden.h would shadow the public header: the library and its
-# users see user/include only.
-LIB_CFLAGS = $(filter-out -I%,$(CFLAGS)) -Iuser/include
+# users see its include folder only.
+LIB_CFLAGS = $(filter-out -I%,$(CFLAGS)) -I$(LIB_INCLUDE)
 SKEL := $(OUTPUT)/sockwarden.skel.h
 
 .PHONY: all deps test unit-test integration-test run bench bench-smoke install clean
@@ -77,16 +83,34 @@ deps:
 $(OUTPUT) $(OUTPUT)/user $(OUTPUT)/lib $(OUTPUT)/tests:
 	$(Q)mkdir -p $@
 
-$(OUTPUT)/sockwarden.bpf.o: bpf/sockwarden.bpf.c bpf/sockwarden.h vmlinux/$(VMLINUX_ARCH)/vmlinux.h | $(OUTPUT)
+# The kernel side: each bpf/*.bpf.c is compiled apart and the objects are
+# linked into one, which the skeleton is generated from. Link order:
+# maps.bpf.o first (it defines what the others declare extern; bpf/maps.h says
+# why libbpf 1.1 needs it first), then the concerns in the order the skeleton
+# has always listed their programs; a new bpf/*.bpf.c joins at the end.
+BPF_LINK_ORDER := bpf/maps.bpf.c bpf/unlink.bpf.c bpf/connect.bpf.c bpf/listen.bpf.c
+BPF_SRCS := $(BPF_LINK_ORDER) $(filter-out $(BPF_LINK_ORDER),$(wildcard bpf/*.bpf.c))
+BPF_OBJS := $(patsubst bpf/%.c,$(OUTPUT)/bpf/%.o,$(BPF_SRCS))
+BPF_HDRS := $(wildcard bpf/*.h)
+
+$(OUTPUT)/bpf:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) vmlinux/$(VMLINUX_ARCH)/vmlinux.h | $(OUTPUT)/bpf
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/sockwarden.bpf.o: $(BPF_OBJS)
+	$(call msg,BPF-LINK,$@)
+	$(Q)$(BPFTOOL) gen object $@ $^
 
 $(SKEL): $(OUTPUT)/sockwarden.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name sockwarden_bpf > $@
 
-$(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h) bpf/sockwarden.h $(SKEL) | $(OUTPUT)/user
+$(OUTPUT)/user/%.o: user/%.c $(AGENT_HDRS) bpf/sockwarden.h $(SKEL)
 	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 # libsockwarden: libc only, everything hidden but the SW_API symbols.
@@ -116,7 +140,7 @@ $(OUTPUT)/sockwarden.pc: user/lib/sockwarden.pc.in Makefile | $(OUTPUT)
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
 # The libsockwarden example (docs/libsockwarden.md), linked statically.
-$(OUTPUT)/echo_server: examples/echo_server.c $(OUTPUT)/libsockwarden.a user/include/sockwarden.h | $(OUTPUT)
+$(OUTPUT)/echo_server: examples/echo_server.c $(OUTPUT)/libsockwarden.a $(LIB_INCLUDE)/sockwarden.h | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(LIB_CFLAGS) $< $(OUTPUT)/libsockwarden.a -o $@
 
@@ -216,7 +240,7 @@ install: $(OUTPUT)/sockwarden $(OUTPUT)/libsockwarden.a $(OUTPUT)/libsockwarden.
 	$(Q)ln -sfn libsockwarden.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsockwarden.so.0
 	$(Q)ln -sfn libsockwarden.so.0 $(DESTDIR)$(LIBDIR)/libsockwarden.so
 	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/libsockwarden.a $(DESTDIR)$(LIBDIR)/libsockwarden.a
-	$(Q)$(INSTALL) -D -m 0644 user/include/sockwarden.h $(DESTDIR)$(INCLUDEDIR)/sockwarden.h
+	$(Q)$(INSTALL) -D -m 0644 $(LIB_INCLUDE)/sockwarden.h $(DESTDIR)$(INCLUDEDIR)/sockwarden.h
 	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/install/sockwarden.pc \
 		$(DESTDIR)$(PKGCONFIGDIR)/sockwarden.pc
 	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/man/sockwarden.8 $(DESTDIR)$(MANDIR)/man8/sockwarden.8
@@ -253,23 +277,19 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := control_decode lib_decode event_path config_parse
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -DSOCKWARDEN_VERSION='"$(VERSION)"'
-FUZZ_SRCS_control_decode := user/control.c user/healer.c user/guard.c user/flapguard.c \
-	user/endpoints.c user/discovery.c user/events.c user/paths.c user/clock.c user/log.c \
-	user/loop.c
+FUZZ_SRCS_control_decode := user/agent/control_codec.c user/shared/paths.c
 FUZZ_INC_control_decode := -Iuser -Ibpf -I$(OUTPUT)
 FUZZ_LIBS_control_decode := -ljansson
 FUZZ_SRCS_lib_decode := user/lib/codec.c
-FUZZ_INC_lib_decode := -Iuser/include -Iuser/lib
-FUZZ_SRCS_event_path := user/events.c user/paths.c user/clock.c
+FUZZ_INC_lib_decode := -I$(LIB_INCLUDE) -Iuser/lib
+FUZZ_SRCS_event_path := user/shared/events.c user/shared/paths.c user/shared/clock.c
 FUZZ_INC_event_path := -Iuser -Ibpf
 FUZZ_LIBS_event_path := -ljansson
-# config.c parses `mode` with the loader's parser: libbpf comes along
-FUZZ_SRCS_config_parse := user/config.c user/bpf_attach.c user/endpoints.c user/discovery.c \
-	user/paths.c user/clock.c user/log.c
-FUZZ_INC_config_parse := -Iuser -Ibpf -I$(OUTPUT)
-FUZZ_LIBS_config_parse := -linih -lbpf -lelf -lz
+FUZZ_SRCS_config_parse := user/shared/config.c user/shared/paths.c user/shared/clock.c
+FUZZ_INC_config_parse := -Iuser
+FUZZ_LIBS_config_parse := -linih
 
-$(OUTPUT)/fuzz/%: fuzz/%.c $(SKEL) $(wildcard user/*.[ch] user/lib/*.[ch]) | $(OUTPUT)
+$(OUTPUT)/fuzz/%: fuzz/%.c $(SKEL) $(wildcard user/*/*.[ch] user/lib/*.[ch]) | $(OUTPUT)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(OUTPUT)/fuzz
 	$(Q)clang $(FUZZ_CFLAGS) $(FUZZ_INC_$*) $< $(FUZZ_SRCS_$*) -o $@ $(FUZZ_LIBS_$*)
@@ -288,6 +308,26 @@ fuzz: $(foreach t,$(FUZZ_TARGETS),$(OUTPUT)/fuzz/$(t))
 .PHONY: fuzz
 
 # ----- lint -----
+# lint-arrows: the rooms of user/ depend one way (README "Layout"). A file
+# names another room's header by room ("shared/paths.h"); each room may name
+# only the rooms after its colon, and libsockwarden none of them.
+ROOM_USES := shared:shared sinks:sinks,shared agent:agent,sinks,shared \
+	cli:cli,agent,sinks,shared lib:
+
+lint-arrows:
+	$(Q)bad=0; for ru in $(ROOM_USES); do \
+		room=$${ru%%:*}; uses=$${ru#*:}; \
+		for f in user/$$room/*.[ch] user/$$room/*/*.h; do \
+			[ -e "$$f" ] || continue; \
+			for used in $$(sed -n 's|^#include "\([a-z]*\)/.*|\1|p' "$$f"); do \
+				case ",$$uses," in *",$$used,"*) ;; \
+				*) echo "lint: $$f includes $$used/ (the $$room room uses: $${uses:-nothing})"; \
+				   bad=1;; esac; \
+			done; \
+		done; \
+	done; [ $$bad = 0 ]
+	@echo "lint: arrows between rooms run one way"
+
 # cppcheck over every C file; jansson's and libbpf's iterator macros are not
 # configured for it (unknownMacro), everything else must be clean. The
 # generated skeleton stays out (build/ is not on its include path): it is a
@@ -301,16 +341,15 @@ fuzz: $(foreach t,$(FUZZ_TARGETS),$(OUTPUT)/fuzz/$(t))
 # run by sh -c '...' under xargs: no single quotes in here
 TIDY = clang-tidy --quiet "$$@" -- -std=gnu11 -D_GNU_SOURCE -DSOCKWARDEN_VERSION=\"$(VERSION)\"
 
-lint: $(SKEL)
+lint: $(SKEL) lint-arrows
 	$(Q)cppcheck --enable=warning,portability,performance --inline-suppr \
-		--error-exitcode=1 -q -D_GNU_SOURCE -Iuser -Ibpf -Iuser/include \
+		--error-exitcode=1 -q -D_GNU_SOURCE -Iuser -Ibpf -I$(LIB_INCLUDE) \
 		--suppress=missingIncludeSystem --suppress=missingInclude --suppress=unknownMacro \
-		user/*.c user/lib/*.c examples/*.c bench/*.c fuzz/*.c
+		$(AGENT_SRCS) user/lib/*.c examples/*.c bench/*.c fuzz/*.c
 	@echo "lint: cppcheck clean"
 	$(Q)mkdir -p $(OUTPUT)/lint; rc=0; \
-	{ printf '%s\n' user/*.c | xargs -P2 -n2 sh -c '$(TIDY) -isystem $(OUTPUT) -Ibpf -Iuser \
-		-Iuser/include' _ && \
-	  printf '%s\n' user/lib/*.c | xargs -P2 -n1 sh -c '$(TIDY) -Iuser/include \
+	{ printf '%s\n' $(AGENT_SRCS) | xargs -P2 -n2 sh -c '$(TIDY) -isystem $(OUTPUT) -Ibpf -Iuser' _ && \
+	  printf '%s\n' user/lib/*.c | xargs -P2 -n1 sh -c '$(TIDY) -I$(LIB_INCLUDE) \
 		-Iuser/lib' _; } > $(OUTPUT)/lint/clang-tidy.log 2>&1 || rc=$$?; \
 	if grep -E '(error|warning): ' $(OUTPUT)/lint/clang-tidy.log | \
 		grep -qv -e '^$(SKEL):' -e '^$(abspath $(SKEL)):'; then \
@@ -319,7 +358,7 @@ lint: $(SKEL)
 	fi
 	@echo "lint: clang-tidy clean"
 
-.PHONY: lint
+.PHONY: lint lint-arrows
 
 # ----- faults and soak (issue 9) -----
 # build/fault/sockwarden: the agent with fault points compiled in
@@ -330,7 +369,7 @@ FAULT_OUT := $(OUTPUT)/fault
 
 fault-build: $(FAULT_OUT)/sockwarden
 
-$(FAULT_OUT)/sockwarden: $(AGENT_SRCS) $(wildcard user/*.h) bpf/sockwarden.bpf.c bpf/sockwarden.h
+$(FAULT_OUT)/sockwarden: $(AGENT_SRCS) $(AGENT_HDRS) $(BPF_SRCS) $(BPF_HDRS)
 	$(Q)CFLAGS='-O2 -g -DSW_FAULT_POINTS' $(MAKE) --no-print-directory OUTPUT=$(FAULT_OUT) \
 		$(FAULT_OUT)/sockwarden
 

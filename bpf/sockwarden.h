@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * The records and map layouts shared by the BPF programs (bpf/sockwarden.bpf.c)
- * and the agent (user/). Both sides compile this header; the _Static_asserts at
- * the end pin the layout so a change on one side cannot silently desynchronise
- * the other.
+ * The records and map layouts shared by the BPF programs (the .bpf.c files
+ * in bpf/) and the agent (user/). Both sides compile this header; the
+ * _Static_asserts at the end pin the layout so a change on one side cannot
+ * silently desynchronise the other.
  */
 #ifndef SOCKWARDEN_SHARED_H
 #define SOCKWARDEN_SHARED_H
@@ -191,5 +191,16 @@ SW_EXPECT_SIZE(struct sw_client_key, 120);
 SW_EXPECT_SIZE(struct sw_connect_stat, 88);
 SW_EXPECT_OFFSET(struct sw_rec_connect, key, 48);
 SW_EXPECT_SIZE(struct sw_rec_connect, 176);
+/* the rest of what the agent reads from records and maps */
+SW_EXPECT_OFFSET(struct sw_rec_unlink, target, 96);
+SW_EXPECT_OFFSET(struct sw_rec_bind, base, 56);
+SW_EXPECT_OFFSET(struct sw_rec_connect, gen, 160);
+SW_EXPECT_OFFSET(struct sw_rec_connect, count, 168);
+SW_EXPECT_SIZE(struct sw_path_key, SW_SUN_PATH_LEN);
+SW_EXPECT_SIZE(struct sw_path_state, 8);
+SW_EXPECT_OFFSET(struct sw_connect_stat, gen, 48);
+SW_EXPECT_OFFSET(struct sw_connect_stat, last_client, 56);
+SW_EXPECT_OFFSET(struct sw_client_key, tgid, 116);
+SW_EXPECT_SIZE(struct sw_client_stat, 32);
 
 #endif

@@ -1,4 +1,4 @@
-/* libFuzzer: the config parser layer (user/config.c: the line reader, the
+/* libFuzzer: the config parser layer (user/shared/config.c: the line reader, the
  * inih handler and the value checks) on any bytes. A load either fails with
  * an error that names the file, or yields settings the agent can use: every
  * watch and section path absolute, normalised and short enough for sun_path,
@@ -11,9 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
-#include "config.h"
-#include "paths.h"
+#include "shared/config.h"
+#include "shared/paths.h"
 
 #define NAME "fuzz.conf"
 

@@ -1,4 +1,4 @@
-/* libFuzzer: the agent's control-message decoder (user/control.c) on any
+/* libFuzzer: the agent's control-message decoder (user/agent/control_codec.c) on any
  * bytes. A decoded request must be well formed: an op, an absolute path that
  * fits sun_path (but for status), a heal mode in range. */
 #include <assert.h>
@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "control.h"
+#include "agent/control.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

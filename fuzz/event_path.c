@@ -1,4 +1,4 @@
-/* libFuzzer: the event encoder on arbitrary path bytes (user/events.c). The
+/* libFuzzer: the event encoder on arbitrary path bytes (user/shared/events.c). The
  * event must always serialise to valid JSON, and a path that is not UTF-8
  * must come with its exact bytes in path_hex. */
 #include <assert.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "events.h"
-#include "paths.h"
+#include "shared/events.h"
+#include "shared/paths.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

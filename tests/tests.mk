@@ -1,33 +1,41 @@
 # Tests: cmocka unit tests (no kernel) and integration tests (real agent, real
 # BPF, real sockets). Included by the top-level Makefile.
 
-UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(wildcard tests/unit/test_*.c))
-UNIT_DEPS_test_paths := paths
-UNIT_DEPS_test_endpoints := endpoints paths discovery clock
-UNIT_DEPS_test_coalescer := coalescer
-UNIT_DEPS_test_events := events paths clock
-UNIT_DEPS_test_flapguard := flapguard
-UNIT_DEPS_test_report := report clock
-# control_decode lives in control.c, which links the control server's whole
-# world (no libbpf, though).
-UNIT_DEPS_test_control_codec := control healer guard flapguard endpoints discovery \
-	events paths clock log loop
-
-# config.c parses --mode with the loader's parser: libbpf comes along.
-UNIT_DEPS_test_config := config bpf_attach endpoints discovery paths clock log
-UNIT_LIBS_test_config := -linih -lbpf -lelf -lz
-UNIT_DEPS_test_actions := actions config bpf_attach endpoints discovery events flapguard paths clock \
-	log loop
-UNIT_LIBS_test_actions := -linih -lbpf -lelf -lz
-UNIT_DEPS_test_state := state events flapguard endpoints discovery paths clock
-UNIT_DEPS_test_sinks := sinks clock
-UNIT_DEPS_test_scanner := scanner discovery paths clock log
+# A unit test per component, in the room of the component it tests
+# (tests/unit/<room>/test_<component>.c → build/tests/<room>/test_<component>);
+# UNIT_DEPS_<test> names the objects it links, by room.
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(wildcard tests/unit/*/test_*.c))
+UNIT_DEPS_test_paths := shared/paths
+UNIT_DEPS_test_config := shared/config shared/paths shared/clock
+UNIT_LIBS_test_config := -linih
+UNIT_DEPS_test_events := shared/events shared/paths shared/clock
+UNIT_DEPS_test_endpoints := agent/endpoints shared/paths shared/discovery shared/clock
+UNIT_DEPS_test_coalescer := agent/coalescer
+UNIT_DEPS_test_flapguard := agent/flapguard
+UNIT_DEPS_test_control_codec := agent/control_codec shared/paths
+UNIT_DEPS_test_control_limits := agent/control_limits
+UNIT_DEPS_test_actions := agent/actions shared/config shared/discovery shared/events \
+	agent/flapguard shared/paths shared/clock shared/log agent/loop
+UNIT_LIBS_test_actions := -linih
+UNIT_DEPS_test_scanner := agent/scanner shared/discovery shared/paths shared/clock shared/log
 UNIT_LIBS_test_scanner := -lpthread
+UNIT_DEPS_test_jsonl := sinks/jsonl shared/clock
+UNIT_DEPS_test_state_file := sinks/state_file shared/discovery shared/paths shared/clock
+UNIT_DEPS_test_report := cli/report cli/report_journal cli/report_text cli/report_build \
+	cli/report_json shared/clock
 
-$(OUTPUT)/tests/%: tests/unit/%.c $(AGENT_OBJS) | $(OUTPUT)/tests
+$(OUTPUT)/tests/%: tests/unit/%.c $(AGENT_OBJS)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $< $(foreach d,$(UNIT_DEPS_$*),$(OUTPUT)/user/$(d).o) \
-		-o $@ -lcmocka -ljansson $(UNIT_LIBS_$*)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $< $(foreach d,$(UNIT_DEPS_$(notdir $*)),$(OUTPUT)/user/$(d).o) \
+		-o $@ -lcmocka -ljansson $(UNIT_LIBS_$(notdir $*))
+
+# libsockwarden's tests see what its users see: its own folder and public
+# header, never the agent's include path.
+$(OUTPUT)/tests/lib/%: tests/unit/lib/%.c $(LIB_OBJS)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LIB_CFLAGS) -Iuser/lib $< $(LIB_OBJS) -o $@ -lcmocka
 
 # Runs every test binary, then fails if any failed.
 unit-test: $(UNIT_TESTS)
@@ -63,6 +71,6 @@ $(OUTPUT)/idle_procs: tests/servers/idle_procs.c tests/servers/family.h | $(OUTP
 # many libsockwarden servers in one tree of processes, linked like the
 # example (statically, the public header only)
 $(OUTPUT)/many_servers: tests/servers/many_servers.c tests/servers/family.h \
-		$(OUTPUT)/libsockwarden.a user/include/sockwarden.h | $(OUTPUT)
+		$(OUTPUT)/libsockwarden.a $(LIB_INCLUDE)/sockwarden.h | $(OUTPUT)
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(LIB_CFLAGS) $< $(OUTPUT)/libsockwarden.a -o $@

@@ -1,0 +1,301 @@
+#include "guard.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shared/paths.h"
+
+void guards_init(struct guards *g)
+{
+	memset(g, 0, sizeof(*g));
+}
+
+void guards_free(struct guards *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (g->v[i].dirfd >= 0)
+			close(g->v[i].dirfd);
+	free(g->v);
+	memset(g, 0, sizeof(*g));
+}
+
+void guard_name(uint64_t dev, uint64_t ino, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%" PRIx64 "-%" PRIu64, dev, ino);
+}
+
+bool guard_name_parse(const char *name, uint64_t *dev, uint64_t *ino)
+{
+	char *end;
+
+	errno = 0;
+	*dev = strtoull(name, &end, 16);
+	if (errno || end == name || *end != '-')
+		return false;
+	name = end + 1;
+	*ino = strtoull(name, &end, 10);
+	return !errno && end != name && *end == 0;
+}
+
+/* "\040" and friends in /proc/self/mountinfo paths */
+static void unescape_octal(char *s)
+{
+	char *o = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' &&
+		    s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 4;
+		} else {
+			*o++ = *s++;
+		}
+	}
+	*o = 0;
+}
+
+int mount_of(const char *path, uint64_t *mnt_id, char *mountpoint, size_t len)
+{
+	struct statx stx;
+	char line[8192];
+	FILE *f;
+	int rc = -ENOENT;
+
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) != 0)
+		return -errno;
+	if (!(stx.stx_mask & STATX_MNT_ID))
+		return -ENOTSUP;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long id;
+		char mp[4096];
+
+		if (sscanf(line, "%llu %*u %*s %*s %4095s", &id, mp) != 2)
+			continue;
+		if (id != stx.stx_mnt_id)
+			continue;
+		unescape_octal(mp);
+		if (strlen(mp) >= len) {
+			rc = -ENAMETOOLONG;
+			break;
+		}
+		strcpy(mountpoint, mp);
+		*mnt_id = id;
+		rc = 0;
+		break;
+	}
+	fclose(f);
+	return rc;
+}
+
+/*
+ * Opens (creating if needed) the guard directory of a mount. It must be a real
+ * directory, owned by root, mode 0700: anything else may be someone's trap.
+ */
+static int guard_dir_open(struct guard_dir *d)
+{
+	int mfd, fd;
+	struct stat st;
+
+	mfd = open(d->mountpoint, O_DIRECTORY | O_PATH | O_CLOEXEC);
+	if (mfd < 0) {
+		snprintf(d->error, sizeof(d->error), "mount_unreachable");
+		return -errno;
+	}
+	if (mkdirat(mfd, GUARD_DIR_NAME, 0700) != 0 && errno != EEXIST) {
+		int err = errno;
+
+		snprintf(d->error, sizeof(d->error), "%s",
+			 err == EROFS ? "read_only" : "cannot_create_guard_dir");
+		close(mfd);
+		return -err;
+	}
+	fd = openat(mfd, GUARD_DIR_NAME, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	close(mfd);
+	if (fd < 0) {
+		snprintf(d->error, sizeof(d->error), "untrusted_dir");
+		return -errno;
+	}
+	if (fstat(fd, &st) != 0 || st.st_uid != 0 || (st.st_mode & 07777) != 0700) {
+		snprintf(d->error, sizeof(d->error), "untrusted_dir");
+		close(fd);
+		return -EPERM;
+	}
+	d->dirfd = fd;
+	d->error[0] = 0;
+	return 0;
+}
+
+static struct guard_dir *guard_dir_get(struct guards *g, uint64_t mnt_id,
+				       const char *mountpoint)
+{
+	struct guard_dir *d;
+
+	for (size_t i = 0; i < g->n; i++) {
+		d = &g->v[i];
+		if (d->mnt_id != mnt_id)
+			continue;
+		/* a directory swept by a cleanup job is made again */
+		if (d->dirfd >= 0) {
+			struct stat st;
+
+			if (fstat(d->dirfd, &st) == 0 && st.st_nlink > 0)
+				return d;
+			close(d->dirfd);
+			d->dirfd = -1;
+		}
+		guard_dir_open(d);
+		return d;
+	}
+	if (g->n == g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 8;
+		void *nv = realloc(g->v, cap * sizeof(*g->v));
+
+		if (!nv)
+			return NULL;
+		g->v = nv;
+		g->cap = cap;
+	}
+	d = &g->v[g->n++];
+	memset(d, 0, sizeof(*d));
+	d->mnt_id = mnt_id;
+	snprintf(d->mountpoint, sizeof(d->mountpoint), "%s", mountpoint);
+	d->dirfd = -1;
+	guard_dir_open(d);
+	return d;
+}
+
+void guards_register(struct guards *g, uint64_t mnt_id, const char *mountpoint)
+{
+	guard_dir_get(g, mnt_id, mountpoint);
+}
+
+bool guard_find(struct guards *g, uint64_t dev, uint64_t ino, struct guard_ref *ref)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		ref->dir = &g->v[i];
+		guard_name(dev, ino, ref->name, sizeof(ref->name));
+		if (guard_present(ref, dev, ino))
+			return true;
+	}
+	memset(ref, 0, sizeof(*ref));
+	return false;
+}
+
+bool guard_present(const struct guard_ref *ref, uint64_t dev, uint64_t ino)
+{
+	struct stat st;
+
+	if (!ref->dir || ref->dir->dirfd < 0)
+		return false;
+	if (fstatat(ref->dir->dirfd, ref->name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return false;
+	return S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
+}
+
+int guard_make(struct guards *g, const char *path, uint64_t dev, uint64_t ino,
+	       struct guard_ref *ref, const char **why)
+{
+	char mp[4096];
+	uint64_t mnt_id = 0;
+	struct stat st;
+	int rc;
+
+	memset(ref, 0, sizeof(*ref));
+	rc = mount_of(path, &mnt_id, mp, sizeof(mp));
+	if (rc) {
+		*why = "path_gone";
+		return rc;
+	}
+	ref->dir = guard_dir_get(g, mnt_id, mp);
+	if (!ref->dir) {
+		*why = "out_of_memory";
+		return -ENOMEM;
+	}
+	if (ref->dir->dirfd < 0) {
+		*why = ref->dir->error;
+		return -EPERM;
+	}
+	guard_name(dev, ino, ref->name, sizeof(ref->name));
+	if (guard_present(ref, dev, ino))
+		return 0;
+	if (linkat(AT_FDCWD, path, ref->dir->dirfd, ref->name, 0) != 0) {
+		int err = errno;
+
+		if (err == EEXIST) {
+			/* a leftover with our name but another inode: replace it */
+			unlinkat(ref->dir->dirfd, ref->name, 0);
+			if (linkat(AT_FDCWD, path, ref->dir->dirfd, ref->name, 0) == 0)
+				goto verify;
+			err = errno;
+		}
+		*why = err == EROFS ? "read_only" : err == EXDEV ? "cross_mount" :
+		       err == ENOENT ? "path_gone" : err == EPERM ? "link_not_permitted" :
+		       "link_failed";
+		return -err;
+	}
+verify:
+	/* the path may have been replaced between the look and the link */
+	if (fstatat(ref->dir->dirfd, ref->name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    st.st_ino != ino || st.st_dev != dev) {
+		unlinkat(ref->dir->dirfd, ref->name, 0);
+		*why = "replaced";
+		return -ESTALE;
+	}
+	return 0;
+}
+
+int guard_remove(const struct guard_ref *ref)
+{
+	if (!ref->dir || ref->dir->dirfd < 0 || !ref->name[0])
+		return 0;
+	if (unlinkat(ref->dir->dirfd, ref->name, 0) != 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+size_t guards_prune(struct guards *g, guard_keep_fn keep, void *ctx)
+{
+	size_t removed = 0;
+
+	for (size_t i = 0; i < g->n; i++) {
+		struct guard_dir *d = &g->v[i];
+		int fd;
+		DIR *dir;
+		struct dirent *de;
+
+		if (d->dirfd < 0)
+			continue;
+		fd = dup(d->dirfd);
+		if (fd < 0)
+			continue;
+		dir = fdopendir(fd);
+		if (!dir) {
+			close(fd);
+			continue;
+		}
+		while ((de = readdir(dir))) {
+			uint64_t dev, ino;
+
+			if (de->d_name[0] == '.')
+				continue;
+			if (guard_name_parse(de->d_name, &dev, &ino) && keep(dev, ino, ctx))
+				continue;
+			if (unlinkat(d->dirfd, de->d_name, 0) == 0)
+				removed++;
+		}
+		closedir(dir);
+		/* the shared offset of the dup'ed fd: rewind for the next listing */
+		lseek(d->dirfd, 0, SEEK_SET);
+	}
+	return removed;
+}

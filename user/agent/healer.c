@@ -1,0 +1,522 @@
+#include "healer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shared/clock.h"
+#include "shared/config.h"
+#include "shared/discovery.h"
+#include "shared/log.h"
+#include "shared/paths.h"
+
+
+#ifdef SW_FAULT_POINTS
+#include <signal.h>
+/*
+ * Fault injection, compiled into test builds only (make fault-build, into
+ * build/fault/): when SW_FAULT_STOP names a point, the agent stops itself
+ * there with SIGSTOP, so a test can kill a server or the agent at exactly that
+ * step of a heal and then let it go on with SIGCONT. A production build has
+ * no such code and reads no such variable.
+ */
+static void fault_point(const char *name)
+{
+	const char *want = getenv("SW_FAULT_STOP");
+
+	/* once: the heals after it run through */
+	if (want && strcmp(want, name) == 0) {
+		unsetenv("SW_FAULT_STOP");
+		raise(SIGSTOP);
+	}
+}
+#else
+#define fault_point(name) ((void)0)
+#endif
+
+void healer_init(struct healer *h, const struct healer_cfg *cfg,
+		 const struct event_env *env, void (*emit)(void *, json_t *), void *ctx)
+{
+	memset(h, 0, sizeof(*h));
+	h->cfg = *cfg;
+	h->env = env;
+	h->emit = emit;
+	h->emit_ctx = ctx;
+	guards_init(&h->guards);
+}
+
+void healer_free(struct healer *h)
+{
+	guards_free(&h->guards);
+}
+
+static json_t *heal_event(struct healer *h, const char *name, const char *sev,
+			  const struct endpoint *e)
+{
+	json_t *ev = event_new(h->env, name, sev, 0);
+
+	event_set_path(ev, "path", e->path, strlen(e->path));
+	return ev;
+}
+
+static void set_owner(json_t *ev, const struct endpoint *e)
+{
+	const struct owner *o = e->n_owners ? &e->owners[0] :
+				e->have_last_owner ? &e->last_owner : NULL;
+
+	if (o)
+		event_set_proc(ev, "owner", o->pid, o->comm, o->uid);
+}
+
+static void set_actor(json_t *ev, const struct endpoint *e)
+{
+	char comm[SW_COMM_LEN + 1];
+
+	if (!e->have_lost_actor)
+		return;
+	memcpy(comm, e->lost_actor.comm, SW_COMM_LEN);
+	comm[SW_COMM_LEN] = 0;
+	event_set_proc(ev, "actor", (pid_t)e->lost_actor.tgid, comm, e->lost_actor.uid);
+}
+
+static void report_guard_lost(struct healer *h, struct endpoint *e, const char *why)
+{
+	json_t *ev;
+
+	/* once per distinct problem, not on every scan */
+	if (strcmp(e->guard_problem, why) == 0)
+		return;
+	snprintf(e->guard_problem, sizeof(e->guard_problem), "%s", why);
+	ev = heal_event(h, "guard_lost", "warning", e);
+	json_object_set_new(ev, "reason", json_string(why));
+	if (e->guard.dir)
+		json_object_set_new(ev, "guard_dir", json_string(e->guard.dir->mountpoint));
+	h->guards_lost++;
+	h->emit(h->emit_ctx, ev);
+}
+
+void healer_discover_guards(struct healer *h)
+{
+	char line[8192];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mp[4096], gp[4200];
+		unsigned long long id;
+		struct stat st;
+
+		if (sscanf(line, "%llu %*u %*s %*s %4095s", &id, mp) != 2)
+			continue;
+		snprintf(gp, sizeof(gp), "%s/%s", strcmp(mp, "/") ? mp : "", GUARD_DIR_NAME);
+		if (lstat(gp, &st) != 0 || !S_ISDIR(st.st_mode))
+			continue;
+		guards_register(&h->guards, id, mp);
+	}
+	fclose(f);
+}
+
+void healer_listener_seen(struct healer *h, struct endpoint *e)
+{
+	const char *why = NULL;
+	bool was_ok = e->guard_ok;
+
+	if (!h->cfg.guards)
+		return;
+	if (e->guard_ok && guard_present(&e->guard, e->l.vfs_dev, e->l.vfs_ino))
+		return;
+	if (was_ok) {
+		/* it was there: something swept it */
+		report_guard_lost(h, e, "swept");
+	}
+	e->guard_ok = guard_make(&h->guards, e->path, e->l.vfs_dev, e->l.vfs_ino,
+				 &e->guard, &why) == 0;
+	if (e->guard_ok) {
+		e->guard_problem[0] = 0;
+		if (was_ok)
+			log_debug("guard of %s re-made", e->path);
+	} else {
+		report_guard_lost(h, e, why ? why : "link_failed");
+	}
+}
+
+void healer_listener_gone(struct healer *h, struct endpoint *e)
+{
+	if (e->guard_ok || e->guard.name[0])
+		guard_remove(&e->guard);
+	memset(&e->guard, 0, sizeof(e->guard));
+	e->guard_ok = false;
+	e->heal_pending = false;
+	(void)h;
+}
+
+static void skip(struct healer *h, struct endpoint *e, const char *reason)
+{
+	json_t *ev = heal_event(h, "rebind_skipped", "info", e);
+
+	json_object_set_new(ev, "reason", json_string(reason));
+	set_actor(ev, e);
+	set_owner(ev, e);
+	e->heal_pending = false;
+	h->heals_skipped++;
+	h->emit(h->emit_ctx, ev);
+}
+
+static bool actor_is_owner_program(const struct endpoint *e, bool *same_process)
+{
+	struct owner actor;
+	pid_t tgid = (pid_t)e->lost_actor.tgid;
+
+	*same_process = false;
+	for (size_t i = 0; i < e->n_owners; i++)
+		if (e->owners[i].pid == tgid)
+			*same_process = true;
+	if (*same_process || e->n_owners == 0)
+		return *same_process;
+	if (owner_read(tgid, &actor) && actor.exe[0])
+		return owner_same_program(&e->owners[0], &actor);
+	/* the actor is gone already: its command name is all there is */
+	return strncmp(e->lost_actor.comm, e->owners[0].comm, SW_COMM_LEN - 1) == 0;
+}
+
+static bool listener_alive(struct endpoint *e)
+{
+	struct unix_listener l;
+
+	return discovery_get(e->l.sock_ino, &l) == 0 && l.state == TCP_LISTEN_STATE &&
+	       l.vfs_ino == e->l.vfs_ino;
+}
+
+void healer_on_lost(struct healer *h, struct endpoint *e)
+{
+	bool same_process;
+
+	e->heal_pending = false;
+	/* a loss found at start: a guard left by a previous run can still heal it */
+	if (h->cfg.guards && !e->guard_ok)
+		e->guard_ok = guard_find(&h->guards, e->l.vfs_dev, e->l.vfs_ino, &e->guard);
+	if (!listener_alive(e)) {
+		skip(h, e, "listener_gone");
+		return;
+	}
+	if (e->cfg && !e->cfg->heal) {
+		skip(h, e, "heal_disabled"); /* the config says detect only */
+		return;
+	}
+	if (e->have_lost_actor && actor_is_owner_program(e, &same_process)) {
+		skip(h, e, same_process ? "owner_unlinked" : "same_executable");
+		return;
+	}
+	e->heal_pending = true;
+	e->heal_at_ns = e->lost_ns + h->cfg.heal_delay_ns;
+}
+
+void healer_on_bind(struct healer *h, struct endpoint *e, const struct sw_proc *who)
+{
+	if (!e->heal_pending)
+		return;
+	(void)who;
+	skip(h, e, "rebound");
+}
+
+static int parents_walk(const struct endpoint *e, bool create, const char **why)
+{
+	char comp[SW_PATH_MAX];
+	const char *p = e->path + 1;
+	int fd = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	size_t depth = 1;
+
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t len;
+		int next;
+
+		if (!slash)
+			return fd; /* p is the socket's own name */
+		len = (size_t)(slash - p);
+		memcpy(comp, p, len);
+		comp[len] = 0;
+		next = openat(fd, comp, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0 && errno == ENOENT && create) {
+			const struct ep_dir *d = depth < e->n_dirs ? &e->dirs[depth] : NULL;
+			mode_t mode = d ? d->mode : 0755;
+
+			if (mkdirat(fd, comp, 0700) != 0 && errno != EEXIST) {
+				int err = errno;
+
+				*why = "mkdir_failed";
+				close(fd);
+				return -err;
+			}
+			next = openat(fd, comp, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (next >= 0) {
+				/* owner first: chown clears set-id bits the mode may carry */
+				if (d && fchown(next, d->uid, d->gid) != 0)
+					log_warn("chown %s: %s", comp, strerror(errno));
+				fchmod(next, mode);
+			}
+		}
+		if (next < 0) {
+			int err = errno;
+
+			*why = (err == ELOOP || err == ENOTDIR) ? "parent_is_symlink"
+							       : "parent_unreachable";
+			close(fd);
+			return -err;
+		}
+		close(fd);
+		fd = next;
+		p = slash + 1;
+		while (*p == '/')
+			p++;
+		depth++;
+	}
+}
+
+int healer_parents_ensure(const struct endpoint *e, const char **why)
+{
+	return parents_walk(e, true, why);
+}
+
+int healer_parents_ensure_existing(const struct endpoint *e, const char **why)
+{
+	return parents_walk(e, false, why);
+}
+
+static void heal_failed(struct healer *h, struct endpoint *e, const char *how,
+			const char *reason, int err)
+{
+	json_t *ev = heal_event(h, "rebind_failed", "error", e);
+
+	json_object_set_new(ev, "how", json_string(how));
+	json_object_set_new(ev, "reason", json_string(reason));
+	if (err)
+		json_object_set_new(ev, "error", json_string(strerror(err)));
+	set_owner(ev, e);
+	h->heals_failed++;
+	h->emit(h->emit_ctx, ev);
+}
+
+/* Returns true when the path is back. */
+static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
+{
+	const struct flap_cfg fc = path_cfg_flap(e->cfg, &h->cfg.flap);
+	const char *why = NULL;
+	struct stat st;
+	json_t *ev;
+	int pfd;
+
+	e->heal_pending = false;
+	if (!listener_alive(e)) {
+		skip(h, e, "listener_gone");
+		return false;
+	}
+	if (lstat(e->path, &st) == 0) {
+		if (S_ISSOCK(st.st_mode) && st.st_ino == e->l.vfs_ino && st.st_dev == e->l.vfs_dev)
+			e->lost = false; /* put back by someone else */
+		skip(h, e, S_ISSOCK(st.st_mode) ? "rebound" : "replaced");
+		return false;
+	}
+	switch (flap_check(&e->flap, &fc, now_ns)) {
+	case FLAP_ALLOW:
+		break;
+	case FLAP_OPENED:
+		ev = heal_event(h, "rebind_suppressed", "error", e);
+		json_object_set_new(ev, "rebinds",
+				    json_integer(flap_recent(&e->flap, &fc, now_ns)));
+		json_object_set_new(ev, "window_s",
+				    json_integer((json_int_t)(fc.window_ns / NSEC_PER_SEC)));
+		json_object_set_new(ev, "retry_in_s",
+				    json_integer((json_int_t)((e->flap.retry_at_ns - now_ns) /
+							      NSEC_PER_SEC)));
+		{
+			char ts[64];
+
+			clock_format_rfc3339(e->flap.retry_at_ns +
+					     (uint64_t)h->env->real_minus_mono_ns, ts, sizeof(ts));
+			json_object_set_new(ev, "retry_at", json_string(ts));
+		}
+		set_actor(ev, e);
+		set_owner(ev, e);
+		h->suppressed++;
+		h->emit(h->emit_ctx, ev);
+		return false;
+	case FLAP_SUPPRESSED:
+		skip(h, e, "circuit_open");
+		return false;
+	}
+	if (!h->cfg.guards || !e->guard_ok ||
+	    !guard_present(&e->guard, e->l.vfs_dev, e->l.vfs_ino)) {
+		e->guard_ok = false;
+		/* a registered server heals through its control fd */
+		if (h->rebind && h->rebind(h->rebind_ctx, e)) {
+			flap_record(&e->flap, &fc, now_ns);
+			return false; /* in flight: the control server reports the outcome */
+		}
+		if (h->cfg.guards)
+			heal_failed(h, e, "link", "no_guard", 0);
+		return false;
+	}
+	ev = heal_event(h, "rebind_started", "info", e);
+	json_object_set_new(ev, "how", json_string("link"));
+	h->emit(h->emit_ctx, ev);
+
+	pfd = healer_parents_ensure(e, &why);
+	if (pfd < 0) {
+		heal_failed(h, e, "link", why, -pfd);
+		return false;
+	}
+	fault_point("link_before");
+	if (linkat(e->guard.dir->dirfd, e->guard.name, pfd, path_basename(e->path), 0) != 0) {
+		int err = errno;
+
+		close(pfd);
+		if (err == EEXIST) {
+			skip(h, e, "rebound"); /* someone bound it a moment ago */
+			return false;
+		}
+		heal_failed(h, e, "link", err == EXDEV ? "cross_mount" : "link_failed", err);
+		return false;
+	}
+	fault_point("link_after");
+	if (!listener_alive(e)) {
+		/* the server died during the heal: the link put its dead socket's
+		 * file back, which would only refuse connections; the agent takes
+		 * back that file, never one that replaced it since */
+		if (fstatat(pfd, path_basename(e->path), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_ino == e->l.vfs_ino && st.st_dev == e->l.vfs_dev)
+			unlinkat(pfd, path_basename(e->path), 0);
+		close(pfd);
+		heal_failed(h, e, "link", "listener_gone", 0);
+		return false;
+	}
+	close(pfd);
+	/* link() put the listener's own file at the path: the heal is done. A
+	 * path gone or different by now was removed again after it, a new loss
+	 * that its own record (or the scan) reports and heals, which only happens
+	 * if this endpoint is no longer marked lost */
+	if (lstat(e->path, &st) != 0 || st.st_ino != e->l.vfs_ino)
+		log_debug("%s was removed again right after its heal", e->path);
+	flap_record(&e->flap, &fc, now_ns);
+	e->lost = false;
+	e->recovered_how = "link";
+	ev = heal_event(h, "rebind_succeeded", "info", e);
+	json_object_set_new(ev, "how", json_string("link"));
+	json_object_set_new(ev, "heal_ms",
+			    json_real((double)(clock_mono_ns() - e->lost_ns) / 1e6));
+	set_owner(ev, e);
+	h->heals_ok++;
+	h->emit(h->emit_ctx, ev);
+	return true;
+}
+
+struct due_ctx {
+	struct healer *h;
+	uint64_t now;
+	size_t healed;
+};
+
+static void due_visit(struct endpoint *e, void *ctx)
+{
+	struct due_ctx *d = ctx;
+
+	if (e->heal_pending && e->heal_at_ns <= d->now && heal_link(d->h, e, d->now))
+		d->healed++;
+}
+
+size_t healer_run_due(struct healer *h, struct endpoint_table *t, uint64_t now_ns)
+{
+	struct due_ctx d = { h, now_ns, 0 };
+
+	ep_foreach(t, due_visit, &d);
+	return d.healed;
+}
+
+static void deadline_visit(struct endpoint *e, void *ctx)
+{
+	uint64_t *d = ctx;
+
+	if (e->heal_pending && e->heal_at_ns < *d)
+		*d = e->heal_at_ns;
+}
+
+uint64_t healer_next_deadline(const struct endpoint_table *t)
+{
+	uint64_t d = UINT64_MAX;
+
+	ep_foreach(t, deadline_visit, &d);
+	return d;
+}
+
+/* The socket files of live listeners, sorted: a guard is kept when its
+ * (dev, ino) is among them (a lookup per guard, not a walk of the table). */
+struct live_files {
+	struct sw_file_key {
+		uint64_t dev, ino;
+	} *v;
+	size_t n, cap;
+	bool oom;
+};
+
+static int cmp_file_key(const void *x, const void *y)
+{
+	const struct sw_file_key *a = x, *b = y;
+
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	return (a->ino > b->ino) - (a->ino < b->ino);
+}
+
+static void live_visit(struct endpoint *e, void *ctx)
+{
+	struct live_files *f = ctx;
+
+	if (!e->has_listener || f->oom)
+		return;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		void *nv = realloc(f->v, cap * sizeof(*f->v));
+
+		if (!nv) {
+			f->oom = true;
+			return;
+		}
+		f->v = nv;
+		f->cap = cap;
+	}
+	f->v[f->n++] = (struct sw_file_key){ e->l.vfs_dev, e->l.vfs_ino };
+}
+
+static bool guard_keep(uint64_t dev, uint64_t ino, void *ctx)
+{
+	const struct live_files *f = ctx;
+	struct sw_file_key k = { dev, ino };
+
+	return f->n && bsearch(&k, f->v, f->n, sizeof(*f->v), cmp_file_key);
+}
+
+void healer_reconcile(struct healer *h, struct endpoint_table *t)
+{
+	struct live_files f = {0};
+	size_t n;
+
+	ep_foreach(t, live_visit, &f);
+	if (f.oom) {
+		/* without the full list every guard would look unneeded */
+		free(f.v);
+		return;
+	}
+	if (f.n)
+		qsort(f.v, f.n, sizeof(*f.v), cmp_file_key);
+	n = guards_prune(&h->guards, guard_keep, &f);
+	free(f.v);
+	if (n)
+		log_debug("pruned %zu guard link%s of closed listeners", n, n == 1 ? "" : "s");
+}

@@ -1,0 +1,63 @@
+/*
+ * Healing a lost path (DESIGN §2 "Healing", "When not to heal", "Flap guard").
+ * On a confirmed loss the healer decides whether to heal, waits a short grace
+ * (--heal-delay) during which a bind() of the path makes it stand down, then
+ * re-creates removed parent directories and re-links the guard.
+ */
+#ifndef SW_HEALER_H
+#define SW_HEALER_H
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "endpoints.h"
+#include "flapguard.h"
+#include "guard.h"
+#include "shared/events.h"
+
+struct healer_cfg {
+	bool guards;           /* --no-guard turns them off */
+	uint64_t heal_delay_ns;
+	struct flap_cfg flap;
+};
+
+struct healer {
+	struct healer_cfg cfg;
+	struct guards guards;
+	const struct event_env *env;
+	void (*emit)(void *ctx, json_t *ev);
+	void *emit_ctx;
+	/* the control server's rebind, for endpoints no guard can heal */
+	bool (*rebind)(void *ctx, struct endpoint *e);
+	void *rebind_ctx;
+	/* counters, for status and metrics */
+	uint64_t heals_ok, heals_failed, heals_skipped, suppressed, guards_lost;
+};
+
+void healer_init(struct healer *h, const struct healer_cfg *cfg,
+		 const struct event_env *env, void (*emit)(void *, json_t *), void *ctx);
+void healer_free(struct healer *h);
+/* Registers guard directories a previous run left on any mount. */
+void healer_discover_guards(struct healer *h);
+/* A live listener is at its path: make sure it has a guard. */
+void healer_listener_seen(struct healer *h, struct endpoint *e);
+/* The listener closed (or the path now belongs to another socket). */
+void healer_listener_gone(struct healer *h, struct endpoint *e);
+/* A loss was confirmed (socket_unlinked was reported). */
+void healer_on_lost(struct healer *h, struct endpoint *e);
+/* Someone bound the path: a pending heal stands down. */
+void healer_on_bind(struct healer *h, struct endpoint *e, const struct sw_proc *who);
+/* Performs the heals that are due; returns how many paths came back. */
+size_t healer_run_due(struct healer *h, struct endpoint_table *t, uint64_t now_ns);
+uint64_t healer_next_deadline(const struct endpoint_table *t);
+/*
+ * Walks from "/" to the socket's directory without following symlinks,
+ * re-creating removed directories with their recorded owner and mode. Returns
+ * an fd of the parent directory, or -errno with *why set.
+ */
+int healer_parents_ensure(const struct endpoint *e, const char **why);
+/* The same walk without creating anything: refuses a symlink on the way. */
+int healer_parents_ensure_existing(const struct endpoint *e, const char **why);
+/* Reconcile: repairs swept guards, prunes guards of closed listeners. */
+void healer_reconcile(struct healer *h, struct endpoint_table *t);
+#endif

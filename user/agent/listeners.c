@@ -1,0 +1,263 @@
+/*
+ * What the endpoint table knows of listeners: bind() and listen() records
+ * from the kernel, and the reconcile scan's result applied to the table.
+ * The scanner gathers on its own thread (scanner.c); this file runs on the
+ * loop.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core.h"
+
+/* ----- reconcile scan ----- */
+
+/*
+ * The scanner gathers on its own thread (scanner.c); the loop applies what it
+ * gathered here. The loop keeps handling records while a scan is gathered, so
+ * by the time a result is applied the table may know more than the result:
+ * a gathered "the path resolves to this listener" is trusted only where the
+ * table agrees, anything else is asked of the file system again, and a
+ * listener the table learnt of after the scan began is never taken for one
+ * that closed.
+ */
+
+struct prune_ctx {
+	struct agent *a;
+	const struct scan_result *r;
+};
+
+static void scan_prune(struct endpoint *e, void *ctx)
+{
+	struct prune_ctx *p = ctx;
+	struct agent *a = p->a;
+	struct stat st;
+
+	if (e->has_listener && e->scan_gen != a->scan_gen &&
+	    e->listener_set_ns < p->r->started_ns) {
+		struct unix_listener now;
+
+		/* A sock_diag dump resumes by position: sockets that close while
+		 * it runs (the agent's own verify connects, any client) can make
+		 * it skip a live one. Absent from the dump is not closed: ask
+		 * the kernel for this socket by its inode. */
+		if (discovery_get(e->l.sock_ino, &now) == 0 && now.state == 10 /* LISTEN */) {
+			e->scan_gen = a->scan_gen;
+			a->scan_dump_misses++;
+		} else {
+			log_debug("listener of %s closed", e->path);
+			healer_listener_gone(&a->healer, e);
+			ep_clear_listener(e);
+		}
+	}
+	if (!e->has_listener && !(e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER)) &&
+	    lstat(e->path, &st) != 0) {
+		bool streak = false;
+
+		for (int err = 0; err < SW_ERR_MAX; err++) {
+			static const int errs[] = { ENOENT, ECONNREFUSED, EAGAIN };
+
+			if (coalescer_find(&a->co, e->path, errs[err]))
+				streak = true;
+		}
+		if (!streak)
+			ep_remove(&a->eps, e);
+	}
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+static void scan_apply_item(struct agent *a, const struct scan_item *it, bool initial)
+{
+	const struct unix_listener *l = &it->l;
+	struct owner owners[EP_MAX_OWNERS];
+	size_t n_owners = it->n_owners < EP_MAX_OWNERS ? it->n_owners : EP_MAX_OWNERS;
+	struct endpoint *e;
+	bool matches = it->matches;
+
+	if (!path_watched(a, it->path))
+		return;
+	for (size_t k = 0; k < n_owners; k++)
+		owners[k] = it->owner_entries[k].o;
+	e = ep_get_or_add(&a->eps, it->path, NULL);
+	if (!e)
+		return;
+	e->origin |= EP_FROM_SCAN;
+	if (!(matches && e->has_listener && e->l.sock_ino == l->sock_ino && !e->lost &&
+	      !e->heal_pending))
+		matches = listener_path_matches(l, it->path);
+	if (matches) {
+		if (e->has_listener && e->l.sock_ino != l->sock_ino)
+			healer_listener_gone(&a->healer, e); /* a new socket took the path */
+		ep_set_listener(e, l, owners, n_owners);
+		e->scan_gen = a->scan_gen;
+		e->lost = false;
+		e->heal_pending = false;
+		ep_record_fs(e);
+		healer_listener_seen(&a->healer, e);
+		if (l->max_backlog && l->backlog >= l->max_backlog) {
+			if (!e->wedged)
+				report_wedged(a, e, "backlog_full", 0);
+		} else {
+			e->wedged = false;
+		}
+		return;
+	}
+	/* the path is gone or names another file: this listener is orphaned */
+	if (e->has_listener && e->l.sock_ino == l->sock_ino) {
+		e->scan_gen = a->scan_gen;
+		if (!e->lost && !initial) {
+			report_socket_unlinked(a, e, NULL, "scan", 0);
+			inode_set_add(&a->orphans_reported, l->sock_ino);
+		}
+		return;
+	}
+	if (!inode_set_has(&a->orphans_reported, l->sock_ino))
+		report_orphan(a, it->path, l, n_owners ? &owners[0] : NULL);
+	if (!e->has_listener || e->scan_gen != a->scan_gen) {
+		/* keep the orphan as this path's listener until a live one shows */
+		bool was_listening = e->has_listener;
+
+		ep_set_listener(e, l, owners, n_owners);
+		e->scan_gen = a->scan_gen;
+		e->lost = true;
+		e->lost_ns = clock_mono_ns();
+		e->have_lost_actor = false;
+		if (!was_listening)
+			healer_on_lost(&a->healer, e);
+	}
+}
+
+void scan_apply(struct agent *a, const struct scan_result *r, bool initial)
+{
+	uint64_t t0 = clock_mono_ns();
+
+	if (r->err) {
+		/* a partial picture would read as listeners that closed */
+		log_warn("reconcile scan failed: %s", strerror(-r->err));
+		return;
+	}
+	a->scan_gen++;
+	for (size_t i = 0; i < r->n; i++)
+		scan_apply_item(a, &r->items[i], initial);
+	ep_foreach(&a->eps, scan_prune, &(struct prune_ctx){ a, r });
+	healer_reconcile(&a->healer, &a->eps);
+	/* forget orphans whose listener is gone */
+	for (size_t i = 0; i < a->orphans_reported.n;) {
+		if (!bsearch(&a->orphans_reported.v[i], r->inos, r->n_listeners, sizeof(*r->inos),
+			     cmp_u64))
+			a->orphans_reported.v[i] = a->orphans_reported.v[--a->orphans_reported.n];
+		else
+			i++;
+	}
+	bpf_agent_sync(&a->bpf, &a->eps);
+	a->scans++;
+	a->last_scan = (struct scan_summary){
+		.started_ns = r->started_ns, .ended_ns = r->ended_ns,
+		.apply_ns = clock_mono_ns() - t0, .listeners = r->n_listeners,
+		.processes = r->stats.processes, .fds = r->stats.fds,
+	};
+}
+
+/* The start-up scan, gathered on the loop's own thread before the loop runs. */
+void reconcile_initial(struct agent *a)
+{
+	struct scan_result r;
+
+	scan_gather(&r);
+	scan_apply(a, &r, true);
+	scan_result_free(&r);
+}
+
+/* ----- bind / listen records ----- */
+
+static bool record_path(const struct sw_rec_bind *r, char *out, size_t outlen)
+{
+	char name[SW_SUN_PATH_LEN + 1], cwd[SW_PATH_MAX];
+
+	memcpy(name, r->path, SW_SUN_PATH_LEN);
+	name[SW_SUN_PATH_LEN] = 0;
+	if (name[0] == '/')
+		return path_normalize(name, out, outlen);
+	if (!proc_cwd((pid_t)r->hdr.proc.tgid, cwd, sizeof(cwd)))
+		return false;
+	return path_join(cwd, name, out, outlen);
+}
+
+void on_bind(struct agent *a, const struct sw_rec_bind *r)
+{
+	char path[SW_PATH_MAX];
+	struct endpoint *e;
+	bool added;
+
+	if (!record_path(r, path, sizeof(path)) || !path_watched(a, path))
+		return;
+	e = ep_get_or_add(&a->eps, path, &added);
+	if (!e)
+		return;
+	e->origin |= EP_FROM_BIND;
+	/* The agent's own binds (a heal fd's new socket, its control socket) say
+	 * nothing of the server: their records can arrive after the path is gone
+	 * again, and must not read as the server rebinding it. */
+	if (r->hdr.proc.tgid != (__u32)getpid()) {
+		healer_on_bind(&a->healer, e, &r->hdr.proc);
+		if (a->ctl_open)
+			control_on_bind(&a->ctl, e);
+	}
+	if (added)
+		sync_soon(a);
+}
+
+void on_listen(struct agent *a, const struct sw_rec_bind *r)
+{
+	char path[SW_PATH_MAX];
+	struct unix_listener l;
+	struct owner o;
+	struct endpoint *e;
+	uint64_t ino;
+
+	if (!record_path(r, path, sizeof(path)) || !path_watched(a, path))
+		return;
+	ino = fd_socket_inode((pid_t)r->hdr.proc.tgid, r->fd);
+	if (!ino || discovery_get(ino, &l) != 0) {
+		log_debug("listener on %s closed before it could be looked at", path);
+		return;
+	}
+	e = ep_get_or_add(&a->eps, path, NULL);
+	if (!e)
+		return;
+	/*
+	 * The path may already be gone: the record is read after the fact, and
+	 * an unlink racing it is exactly what the agent is for. The listener was
+	 * bound there at listen() time, so it stands for the path unless a live
+	 * listener holds the path now.
+	 */
+	if (!listener_path_matches(&l, path) && e->has_listener &&
+	    e->l.sock_ino != l.sock_ino && listener_path_matches(&e->l, path))
+		return;
+	e->origin |= EP_FROM_BIND;
+	if (!owner_read((pid_t)r->hdr.proc.tgid, &o))
+		return;
+	if (e->has_listener && e->l.sock_ino != l.sock_ino)
+		healer_listener_gone(&a->healer, e);
+	ep_set_listener(e, &l, &o, 1);
+	e->scan_gen = a->scan_gen;
+	e->lost = false;
+	e->wedged = false;
+	e->heal_pending = false;
+	ep_record_fs(e);
+	if (listener_path_matches(&l, path))
+		healer_listener_seen(&a->healer, e);
+	log_debug("new listener on %s (pid %d)", path, o.pid);
+	sync_soon(a);
+}

@@ -1,0 +1,212 @@
+#include "scanner.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "shared/clock.h"
+#include "shared/log.h"
+
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+void scan_gather(struct scan_result *out)
+{
+	struct listener_list ll = {0};
+
+	memset(out, 0, sizeof(*out));
+	out->started_ns = clock_mono_ns();
+	out->err = discovery_dump(&ll, 1u << TCP_LISTEN_STATE);
+	if (out->err)
+		goto done;
+	out->inos = calloc(ll.n ? ll.n : 1, sizeof(*out->inos));
+	out->items = calloc(ll.n ? ll.n : 1, sizeof(*out->items));
+	if (!out->inos || !out->items) {
+		out->err = -ENOMEM;
+		goto done;
+	}
+	for (size_t i = 0; i < ll.n; i++)
+		out->inos[i] = ll.v[i].sock_ino;
+	qsort(out->inos, ll.n, sizeof(*out->inos), cmp_u64);
+	discovery_owners(out->inos, ll.n, &out->om, &out->stats);
+	for (size_t i = 0; i < ll.n; i++) {
+		struct scan_item *it = &out->items[out->n];
+		const struct owner_entry *oe;
+		char path[SW_PATH_MAX];
+		size_t n_owners;
+
+		it->l = ll.v[i];
+		oe = owner_map_find(&out->om, it->l.sock_ino, &n_owners);
+		/* abstract or unbound: no path to lose */
+		if (!listener_abs_path(&it->l, n_owners ? oe[0].o.pid : 0, path, sizeof(path)))
+			continue;
+		it->path = strdup(path);
+		if (!it->path) {
+			out->err = -ENOMEM;
+			break;
+		}
+		/* the owner map's entries hold the owner; items point at the first */
+		it->owner_entries = oe;
+		it->n_owners = n_owners;
+		it->matches = listener_path_matches(&it->l, it->path);
+		out->n++;
+	}
+done:
+	out->n_listeners = ll.n;
+	listener_list_free(&ll);
+	out->ended_ns = clock_mono_ns();
+}
+
+void scan_result_free(struct scan_result *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->items[i].path);
+	free(r->items);
+	free(r->inos);
+	owner_map_free(&r->om);
+	memset(r, 0, sizeof(*r));
+}
+
+static void *scanner_thread(void *arg)
+{
+	struct scanner *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		struct scan_result *r;
+
+		while (!s->requested && !s->quit)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->quit)
+			break;
+		s->requested = false;
+		s->in_progress = true;
+		s->current_started_ns = clock_mono_ns();
+		pthread_mutex_unlock(&s->mu);
+
+		r = malloc(sizeof(*r));
+		if (r) {
+			s->gather(r, s->gather_ctx);
+			r->started_ns = s->current_started_ns; /* as status showed it */
+		}
+
+		pthread_mutex_lock(&s->mu);
+		s->in_progress = false;
+		if (!r) {
+			log_warn("reconcile scan: out of memory");
+			continue;
+		}
+		s->done = r;
+		/* the loop wakes on the eventfd and takes the result */
+		if (eventfd_write(s->efd, 1) != 0)
+			log_warn("reconcile scan: cannot wake the loop: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+static void gather_host(struct scan_result *out, void *ctx)
+{
+	(void)ctx;
+	scan_gather(out);
+}
+
+int scanner_start(struct scanner *s, scan_gather_fn gather, void *ctx)
+{
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	s->gather = gather ? gather : gather_host;
+	s->gather_ctx = ctx;
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->efd < 0)
+		return -errno;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	rc = pthread_create(&s->thread, NULL, scanner_thread, s);
+	if (rc) {
+		close(s->efd);
+		s->efd = -1;
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		return -rc;
+	}
+	s->running = true;
+	return 0;
+}
+
+bool scanner_request(struct scanner *s)
+{
+	bool asked = false;
+
+	if (!s->running)
+		return false;
+	pthread_mutex_lock(&s->mu);
+	/* one scan at a time, and none while a result waits to be applied: a
+	 * host whose scan outlasts the interval is scanned back to back */
+	if (!s->requested && !s->in_progress && !s->done) {
+		s->requested = true;
+		asked = true;
+		pthread_cond_signal(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return asked;
+}
+
+struct scan_result *scanner_take(struct scanner *s)
+{
+	struct scan_result *r;
+	eventfd_t v;
+
+	if (!s->running)
+		return NULL;
+	(void)eventfd_read(s->efd, &v);
+	pthread_mutex_lock(&s->mu);
+	r = s->done;
+	s->done = NULL;
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+bool scanner_busy(struct scanner *s, uint64_t *started_ns)
+{
+	bool busy;
+
+	if (!s->running)
+		return false;
+	pthread_mutex_lock(&s->mu);
+	busy = s->in_progress;
+	if (busy && started_ns)
+		*started_ns = s->current_started_ns;
+	pthread_mutex_unlock(&s->mu);
+	return busy;
+}
+
+void scanner_stop(struct scanner *s)
+{
+	struct scan_result *r;
+
+	if (!s->running)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->quit = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL);
+	r = s->done;
+	if (r) {
+		scan_result_free(r);
+		free(r);
+	}
+	close(s->efd);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	s->running = false;
+}

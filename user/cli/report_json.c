@@ -1,0 +1,360 @@
+/*
+ * The report's model as JSON (docs/report.md): what report_build() returns
+ * and --json prints.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "report_internal.h"
+#include "shared/clock.h"
+
+/* ----- the model as JSON ----- */
+
+static void set_str_or_null(json_t *o, const char *key, const char *time)
+{
+	json_object_set_new(o, key, time ? json_string(time) : json_null());
+}
+
+static int cmp_clients(const void *x, const void *y)
+{
+	json_t *const *a = x, *const *b = y;
+	json_t *fa = json_object_get(*a, "failures"), *fb = json_object_get(*b, "failures");
+	json_int_t va = json_is_integer(fa) ? json_integer_value(fa) : -1;
+	json_int_t vb = json_is_integer(fb) ? json_integer_value(fb) : -1;
+
+	return va > vb ? -1 : va < vb;
+}
+
+static json_t *top_clients(json_t *clients)
+{
+	size_t n = json_array_size(clients), i;
+	json_t **v = calloc(n ? n : 1, sizeof(*v)), *out = json_array(); // NOLINT(bugprone-sizeof-expression): pointers
+
+	if (!v)
+		return out;
+	for (i = 0; i < n; i++)
+		v[i] = json_array_get(clients, i);
+	/* qsort is not stable; ties keep first-seen order through the index */
+	for (i = 1; i < n; i++) {
+		json_t *x = v[i];
+		size_t k = i;
+
+		while (k > 0 && cmp_clients(&v[k - 1], &x) > 0) {
+			v[k] = v[k - 1];
+			k--;
+		}
+		v[k] = x;
+	}
+	for (i = 0; i < n && i < TOP_CLIENTS; i++)
+		json_array_append(out, v[i]);
+	free(v);
+	return out;
+}
+
+static void summary_failures(struct text *t, const json_t *failures, size_t n_clients)
+{
+	json_t *by = json_object_get(failures, "by_errno");
+	json_int_t total = json_integer_value(json_object_get(failures, "total"));
+	const char *name;
+	json_t *v;
+	bool first = true;
+
+	if (total == 0) {
+		text_add(t, ", no failed connects seen");
+		return;
+	}
+	text_add(t, ", %s%lld failed connect%s (",
+		 json_is_true(json_object_get(failures, "exact")) ? "" : "at least ",
+		 (long long)total, total == 1 ? "" : "s");
+	json_object_foreach(by, name, v) {
+		text_add(t, "%s%s %lld", first ? "" : ", ", name, (long long)json_integer_value(v));
+		first = false;
+	}
+	text_add(t, ")");
+	if (n_clients)
+		text_add(t, " from %zu client%s", n_clients, n_clients == 1 ? "" : "s");
+}
+
+/* "outage 1.234 s, 57 failed connects (ENOENT 57) from 3 clients, healed by link in 20.4 ms" */
+static void incident_summary(struct text *t, const struct incident *inc, const json_t *x,
+			     const char *journal_end)
+{
+	const char *status = inc->status ? inc->status : "open";
+	double outage = json_real_value(json_object_get(x, "outage_s"));
+	size_t i;
+	json_t *p;
+	unsigned failed = 0, skipped = 0, suppressed = 0, guards = 0;
+
+	if (strcmp(status, "open") == 0)
+		text_add(t, "still open at %s (%.3f s so far)", journal_end, outage);
+	else if (strcmp(status, "interrupted") == 0)
+		text_add(t, "cut short by a reboot after at least %.3f s", outage);
+	else
+		text_add(t, "outage %s%.3f s", inc->start_estimated ? "about " : "", outage);
+	if (inc->removals > 1)
+		text_add(t, ", path removed %u times", inc->removals);
+	summary_failures(t, json_object_get(x, "connect_failures"),
+			 (size_t)json_integer_value(json_object_get(x, "clients_total")));
+	if (inc->heal_how) {
+		text_add(t, ", healed by %s", inc->heal_how);
+		if (json_is_number(inc->heal_ms))
+			text_add(t, " in %.1f ms", json_number_value(inc->heal_ms));
+	} else if (strcmp(status, "recovered") == 0) {
+		text_add(t, ", recovered without a heal (connects succeeded again)");
+	} else if (strcmp(status, "stood_down") == 0) {
+		const char *why = skip_reason_text(inc->stood_down);
+
+		text_add(t, ", not healed on purpose: %s", why ? why : inc->stood_down);
+	}
+	json_array_foreach(inc->problems, i, p) {
+		const char *ev = str_of(p, "event");
+
+		failed += strcmp(ev, "rebind_failed") == 0;
+		skipped += strcmp(ev, "rebind_skipped") == 0;
+		suppressed += strcmp(ev, "rebind_suppressed") == 0;
+		guards += strcmp(ev, "guard_lost") == 0;
+	}
+	if (failed)
+		text_add(t, "; %u heal%s failed", failed, failed == 1 ? "" : "s");
+	if (skipped && strcmp(status, "stood_down") != 0)
+		text_add(t, "; %u heal%s skipped", skipped, skipped == 1 ? "" : "s");
+	if (suppressed)
+		text_add(t, "; the flap guard opened the circuit");
+	if (guards)
+		text_add(t, "; guard link lost");
+}
+
+static json_t *incident_json(const struct incident *inc, const struct jevent *journal_end)
+{
+	json_t *x = json_object(), *failures = json_object(), *by = json_object();
+	json_t *heal = json_null();
+	const struct timepoint *until;
+	struct text sum = { .n = 0 };
+	json_int_t total = 0;
+	bool exact = true;
+	const char *status = inc->status ? inc->status : "open";
+
+	for (size_t i = 0; i < inc->n_err; i++) {
+		const struct errno_tally *t = &inc->err[i];
+		uint64_t n = t->counted + (t->streak_open ? streak_estimate(t) : 0);
+
+		json_object_set_new(by, t->name, json_integer((json_int_t)n));
+		total += (json_int_t)n;
+		if (t->estimated || t->streak_open)
+			exact = false;
+	}
+	json_object_set_new(failures, "total", json_integer(total));
+	json_object_set_new(failures, "by_errno", by);
+	json_object_set_new(failures, "exact", json_boolean(exact));
+
+	if (inc->end)
+		until = &inc->end->at;
+	else if (strcmp(status, "interrupted") == 0)
+		until = &inc->last->at;
+	else
+		until = &journal_end->at;
+	if (inc->heal_how) {
+		heal = json_object();
+		json_object_set_new(heal, "how", json_string(inc->heal_how));
+		json_object_set(heal, "heal_ms", inc->heal_ms ? inc->heal_ms : json_null());
+		set_str_or_null(heal, "time", inc->heal_time);
+	}
+
+	json_object_set_new(x, "id", json_integer(inc->id));
+	json_object_set_new(x, "status", json_string(status));
+	json_object_set_new(x, "opened_by", json_string(inc->opened_by));
+	json_object_set_new(x, "start", json_string(inc->start_time));
+	json_object_set_new(x, "start_estimated", json_boolean(inc->start_estimated));
+	set_str_or_null(x, "end", inc->end ? inc->end->time : NULL);
+	set_str_or_null(x, "closed_by", inc->end ? inc->end->name : NULL);
+	set_str_or_null(x, "still_open_at", inc->status ? NULL : journal_end->time);
+	json_object_set_new(x, "outage_s", json_real(span_s(&inc->start, until)));
+	json_object_set_new(x, "outage_clock", json_string(same_clock(&inc->start, until) ?
+							   "mono_ns" : "time"));
+	set_str_or_null(x, "via", inc->via);
+	json_object_set_new(x, "removals", json_integer(inc->removals));
+	json_object_set(x, "actor", inc->actor ? inc->actor : json_null());
+	json_object_set(x, "owner", inc->owner ? inc->owner : json_null());
+	json_object_set_new(x, "connect_failures", failures);
+	json_object_set_new(x, "clients_total",
+			    json_integer((json_int_t)json_array_size(inc->clients)));
+	json_object_set_new(x, "clients", top_clients(inc->clients));
+	json_object_set_new(x, "heal", heal);
+	json_object_set_new(x, "heal_attempts", json_integer(inc->heal_attempts));
+	set_str_or_null(x, "recovered_how", inc->recovered_how);
+	set_str_or_null(x, "stood_down_reason", inc->stood_down);
+	json_object_set(x, "problems", inc->problems);
+	json_object_set(x, "notes", inc->notes);
+	json_object_set_new(x, "events", json_integer((json_int_t)inc->events));
+	incident_summary(&sum, inc, x, journal_end->time);
+	json_object_set_new(x, "summary", json_string(sum.s));
+	return x;
+}
+
+static json_t *endpoint_json(const struct endpoint_acc *ep, const struct jevent *journal_end)
+{
+	json_t *x = json_object(), *incs = json_array();
+	json_int_t open = 0;
+
+	for (size_t i = 0; i < ep->n_inc; i++) {
+		open += ep->inc[i].status == NULL;
+		json_array_append_new(incs, incident_json(&ep->inc[i], journal_end));
+	}
+	json_object_set_new(x, "path", json_string(ep->path));
+	if (ep->path_hex)
+		json_object_set_new(x, "path_hex", json_string(ep->path_hex));
+	json_object_set_new(x, "host", json_string(ep->host));
+	json_object_set_new(x, "first_time", json_string(ep->first->time));
+	json_object_set_new(x, "last_time", json_string(ep->last->time));
+	json_object_set_new(x, "events", json_integer((json_int_t)json_array_size(ep->timeline)));
+	json_object_set_new(x, "incidents_total", json_integer((json_int_t)ep->n_inc));
+	json_object_set_new(x, "incidents_open", json_integer(open));
+	json_object_set(x, "timeline", ep->timeline);
+	json_object_set_new(x, "incidents", incs);
+	return x;
+}
+
+static json_t *run_json(const struct run_acc *r)
+{
+	json_t *x = json_object();
+	const json_t *s = r->start ? r->start->obj : NULL;
+	static const char *const keys[] = { "pid", "version", "mode", "mode_reason", "kernel",
+					    "watched" };
+
+	json_object_set_new(x, "host", json_string(r->host));
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		json_t *v = json_object_get(s, keys[i]);
+
+		/* a run whose start the journal missed still knows its mode */
+		if (!v && r->stop && strcmp(keys[i], "mode") == 0)
+			v = json_object_get(r->stop->obj, "mode");
+		json_object_set(x, keys[i], v ? v : json_null());
+	}
+	set_str_or_null(x, "started", r->start ? r->start->time : NULL);
+	set_str_or_null(x, "stopped", r->stop ? r->stop->time : NULL);
+	json_object_set_new(x, "duration_s", r->start && r->stop ?
+			    json_real(span_s(&r->start->at, &r->stop->at)) : json_null());
+	json_object_set_new(x, "end", json_string(r->end ? r->end : "running"));
+	json_object_set(x, "records", r->stop && json_object_get(r->stop->obj, "records") ?
+			json_object_get(r->stop->obj, "records") : json_null());
+	json_object_set_new(x, "events_lost", json_integer(r->lost));
+	return x;
+}
+
+static void builder_free(struct builder *b)
+{
+	for (size_t i = 0; i < b->n_ep; i++) {
+		struct endpoint_acc *ep = &b->ep[i];
+
+		for (size_t k = 0; k < ep->n_inc; k++) {
+			struct incident *inc = &ep->inc[k];
+
+			json_decref(inc->actor);
+			json_decref(inc->owner);
+			json_decref(inc->clients);
+			json_decref(inc->heal_ms);
+			json_decref(inc->problems);
+			json_decref(inc->notes);
+		}
+		free(ep->inc);
+		json_decref(ep->timeline);
+		json_decref(ep->owner);
+	}
+	free(b->ep);
+	free(b->runs);
+	json_decref(b->ep_index);
+	json_decref(b->agent_timeline);
+	json_decref(b->lost);
+	json_decref(b->boot_of_host);
+	json_decref(b->hosts_seen);
+}
+
+json_t *report_build(struct report_journal *j, const char *source)
+{
+	struct builder b = { .j = j };
+	json_t *model = json_object(), *eps = json_array(), *agent = json_object();
+	json_t *runs = json_array(), *skipped = json_array(), *hosts = json_array();
+	json_int_t incidents = 0, open = 0;
+	const struct jevent *last = NULL;
+
+	b.ep_index = json_object();
+	b.agent_timeline = json_array();
+	b.lost = json_array();
+	b.boot_of_host = json_object();
+	b.hosts_seen = json_object();
+	journal_sort(j);
+	for (size_t i = 0; i < j->n; i++) {
+		const struct jevent *e = &j->ev[i];
+		struct endpoint_acc *ep;
+		struct incident *inc;
+		int id;
+
+		last = e;
+		if (!json_object_get(b.hosts_seen, e->host)) {
+			json_object_set_new(b.hosts_seen, e->host, json_true());
+			json_array_append_new(hosts, json_string(e->host));
+		}
+		check_boot(&b, e);
+		if (!e->path) {
+			agent_event(&b, e);
+			continue;
+		}
+		if (!(ep = endpoint_of(&b, e))) {
+			b.oom = true;
+			break;
+		}
+		ep->last = e;
+		inc = endpoint_event(ep, e);
+		id = inc ? inc->id : 0;
+		json_array_append_new(ep->timeline, timeline_entry(e, ep->first, id));
+	}
+
+	for (size_t i = 0; i < b.n_ep; i++) {
+		json_t *x = endpoint_json(&b.ep[i], last);
+
+		incidents += json_integer_value(json_object_get(x, "incidents_total"));
+		open += json_integer_value(json_object_get(x, "incidents_open"));
+		json_array_append_new(eps, x);
+	}
+	for (size_t i = 0; i < b.n_runs; i++)
+		json_array_append_new(runs, run_json(&b.runs[i]));
+	json_object_set_new(agent, "runs", runs);
+	json_object_set_new(agent, "events_lost_total", json_integer(b.lost_total));
+	json_object_set(agent, "events_lost", b.lost);
+	json_object_set(agent, "timeline", b.agent_timeline);
+	for (size_t i = 0; i < j->n_listed; i++) {
+		json_t *s = json_object();
+
+		json_object_set_new(s, "line", json_integer((json_int_t)j->listed[i].line));
+		json_object_set_new(s, "reason", json_string(j->listed[i].why));
+		json_array_append_new(skipped, s);
+	}
+
+	json_object_set_new(model, "report_version", json_integer(SW_REPORT_VERSION));
+	json_object_set_new(model, "source", json_string(source ? source : "-"));
+	json_object_set_new(model, "lines", json_integer((json_int_t)j->lines));
+	json_object_set_new(model, "events", json_integer((json_int_t)j->n));
+	json_object_set_new(model, "skipped_lines", json_integer((json_int_t)j->skipped));
+	json_object_set_new(model, "skipped", skipped);
+	set_str_or_null(model, "first_time", j->n ? j->ev[0].time : NULL);
+	set_str_or_null(model, "last_time", last ? last->time : NULL);
+	json_object_set_new(model, "hosts", hosts);
+	json_object_set_new(model, "endpoints_total", json_integer((json_int_t)b.n_ep));
+	json_object_set_new(model, "incidents_total", json_integer(incidents));
+	json_object_set_new(model, "incidents_open", json_integer(open));
+	json_object_set_new(model, "agent", agent);
+	json_object_set_new(model, "endpoints", eps);
+	builder_free(&b);
+	if (b.oom || !model) {
+		json_decref(model);
+		return NULL;
+	}
+	return model;
+}
