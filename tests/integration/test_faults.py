@@ -9,6 +9,7 @@ guard link (any server; the agent's guard link brings the same socket back)
   link_before  the heal is decided, parents made, link(guard, path) not done:
                the fault build stops itself there (SW_FAULT_STOP, SIGSTOP)
   link_after   link(guard, path) done, not yet verified: the same
+               (SW_FAULT_STOP=link_before,link_after stops at both)
   healed       rebind_succeeded
 
 control fd (registered servers; the agent runs with --no-guard)
@@ -349,6 +350,44 @@ def guard_server_killed(scratch, step):
     finally:
         srv.stop()
         by.stop()
+        agent.stop()
+
+
+@test
+def heal_is_stamped_before_the_connects_it_lets_through(scratch):
+    """A client whose connect gets through between link(guard, path) and the
+    agent's next step (the agent stopped at link_after) ends its streak with
+    a kernel stamp later than rebind_succeeded's: sorted by mono_ns, as
+    `sockwarden report` sorts a journal, the heal comes before the recovery
+    it caused, and the report credits the heal with its time."""
+    path = os.path.join(scratch, "a.sock")
+    agent = fault_agent(scratch, "link_before,link_after", "--watch", path)
+    srv = Proc("c", path)
+    try:
+        ino = os.lstat(path).st_ino
+        wait_until(lambda: guards_of(ino, path), what="the guard link")
+        unlink(path)
+        agent.wait_event("socket_unlinked", path=path)
+        wait_stopped(agent)  # at link_before: the path is still gone
+        assert connect_errno(path) == errno.ENOENT  # a streak opens
+        agent.proc.send_signal(signal.SIGCONT)
+        # stopped again at link_after, the path back: a client gets through
+        wait_until(lambda: os.path.exists(path) and proc_state(agent.proc.pid) == "T",
+                   what="the agent at link_after")
+        served_by(path, srv.pid)
+        agent.proc.send_signal(signal.SIGCONT)
+        ok = agent.wait_event("rebind_succeeded", path=path)
+        rec = agent.wait_event("connect_recovered", path=path)
+        assert ok["mono_ns"] < rec["mono_ns"], (ok, rec)
+        agent.stop()
+        r = subprocess.run([harness.AGENT, "report", "--json", agent.events_path],
+                           capture_output=True, text=True, timeout=60)
+        inc = [e for e in json.loads(r.stdout)["endpoints"]
+               if e["path"] == path][0]["incidents"][0]
+        assert inc["status"] == "healed" and inc["heal"]["how"] == "link", inc
+        assert inc["heal"]["heal_ms"] == ok["heal_ms"], (inc, ok)
+    finally:
+        srv.stop()
         agent.stop()
 
 

@@ -19,19 +19,31 @@
 #include <signal.h>
 /*
  * Fault injection, compiled into test builds only (make fault-build, into
- * build/fault/): when SW_FAULT_STOP names a point, the agent stops itself
- * there with SIGSTOP, so a test can kill a server or the agent at exactly that
- * step of a heal and then let it go on with SIGCONT. A production build has
- * no such code and reads no such variable.
+ * build/fault/): when SW_FAULT_STOP names a point (or a comma-separated list
+ * of them), the agent stops itself there with SIGSTOP, so a test can kill a
+ * server or the agent, or connect, at exactly that step of a heal and then
+ * let it go on with SIGCONT. A production build has no such code and reads
+ * no such variable.
  */
 static void fault_point(const char *name)
 {
-	const char *want = getenv("SW_FAULT_STOP");
+	static char want[128];
+	static bool read;
+	size_t n = strlen(name);
 
-	/* once: the heals after it run through */
-	if (want && strcmp(want, name) == 0) {
-		unsetenv("SW_FAULT_STOP");
+	if (!read) {
+		const char *env = getenv("SW_FAULT_STOP");
+
+		snprintf(want, sizeof(want), ",%s,", env ? env : "");
+		read = true;
+	}
+	for (char *p = strstr(want, name); p; p = strstr(p + 1, name)) {
+		if (p[-1] != ',' || p[n] != ',')
+			continue;
+		/* once: the heals after it run through */
+		memmove(p, p + n + 1, strlen(p + n + 1) + 1);
 		raise(SIGSTOP);
+		return;
 	}
 }
 #else
@@ -310,6 +322,7 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 	const struct flap_cfg fc = path_cfg_flap(e->cfg, &h->cfg.flap);
 	const char *why = NULL;
 	struct stat st;
+	uint64_t linked_ns;
 	json_t *ev;
 	int pfd;
 
@@ -374,6 +387,12 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 		return false;
 	}
 	fault_point("link_before");
+	/* The path is back from inside linkat() on: a client's connect can
+	 * succeed, and the kernel stamp that ends its streak, before linkat()
+	 * even returns. rebind_succeeded is stamped with this instant, which
+	 * precedes any connect the link lets through, so a journal sorted by
+	 * mono_ns tells the heal before the recovery it caused. */
+	linked_ns = clock_mono_ns();
 	if (linkat(e->guard.dir->dirfd, e->guard.name, pfd, path_basename(e->path), 0) != 0) {
 		int err = errno;
 
@@ -407,10 +426,10 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 	flap_record(&e->flap, &fc, now_ns);
 	e->lost = false;
 	e->recovered_how = "link";
-	ev = heal_event(h, "rebind_succeeded", "info", e);
+	ev = event_new(h->env, "rebind_succeeded", "info", linked_ns);
+	event_set_path(ev, "path", e->path, strlen(e->path));
 	json_object_set_new(ev, "how", json_string("link"));
-	json_object_set_new(ev, "heal_ms",
-			    json_real((double)(clock_mono_ns() - e->lost_ns) / 1e6));
+	json_object_set_new(ev, "heal_ms", json_real((double)(linked_ns - e->lost_ns) / 1e6));
 	set_owner(ev, e);
 	h->heals_ok++;
 	h->emit(h->emit_ctx, ev);
