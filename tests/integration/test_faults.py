@@ -20,6 +20,8 @@ control fd (registered servers; the agent runs with --no-guard)
   listened     the server listen()s on the socket (fd) or bound and listens on
                the path itself (notify) and holds its `adopted`
   adopted      the agent took `adopted`: rebind_succeeded
+  adopted_done the same, once the agent has done with it (the test of a
+               removal right after it)
 
 A server killed at a step: afterwards its path accepts no connection (connect
 fails with ENOENT or ECONNREFUSED), no guard link is left for the dead listener
@@ -521,6 +523,38 @@ def control_agent_killed(scratch, heal, step):
         echo(held, b"and again")
     finally:
         srv.kill()
+        agent.stop()
+
+
+@test
+def removal_right_after_an_adoption_is_seen(scratch):
+    """heal fd: the socket the agent bound for the server is a new file, and
+    the server's listen() on it adds nothing to the kernel's filters (the
+    server did not bind it). A cleaner that removes the path the moment
+    rebind_succeeded is out, the agent stopped right after it (adopted_done),
+    is still seen by the kernel: socket_unlinked via unlink, not a scan's
+    listener_orphaned, and healed again. fentry mode matches unlinks by inode
+    alone, so there this fails unless the filters are synced before the event;
+    tracepoint mode also matches the name."""
+    path = os.path.join(scratch, "a.sock")
+    agent = fault_agent(scratch, "adopted_done", "--no-guard", "--reconcile", "60")
+    srv = EchoServer(path, "fd")
+    try:
+        agent.wait_event("target_registered", path=path)
+        unlink(path)
+        agent.wait_event("rebind_succeeded", path=path)
+        wait_stopped(agent)
+        unlink(path)
+        agent.proc.send_signal(signal.SIGCONT)
+        lost = wait_until(lambda: agent.find("socket_unlinked", path=path)[1:],
+                          what="the second loss")[0]
+        assert lost["via"] == "unlink", lost
+        wait_until(lambda: len(agent.find("rebind_succeeded", path=path)) >= 2,
+                   what="the second heal")
+        assert not agent.find("listener_orphaned", path=path)
+        assert peercred(client(path))[0] == srv.pid
+    finally:
+        srv.stop()
         agent.stop()
 
 

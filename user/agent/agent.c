@@ -481,7 +481,7 @@ int agent_run(const struct agent_options *opt)
 	if (!opt->no_guard)
 		healer_discover_guards(&a.healer);
 	{
-		struct control_hooks hooks = { ctl_emit, ctl_changed, ctl_healed, agent_status,
+		struct control_hooks hooks = { ctl_emit, ctl_changed, ctl_sync, ctl_healed, agent_status,
 					       &a };
 		const char *why = "";
 

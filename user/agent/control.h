@@ -80,8 +80,12 @@ struct ctl_peer {
 
 struct control_hooks {
 	void (*emit)(void *ctx, json_t *ev);
-	/* the endpoint table changed (a registration, a new listener) */
+	/* the endpoint table changed (a registration, a new listener): the
+	 * kernel's filters follow at the end of the loop's turn */
 	void (*changed)(void *ctx);
+	/* the kernel's filters must follow the table now: a rebind's new
+	 * socket file is a new inode, watched before anyone is told of it */
+	void (*sync)(void *ctx);
 	/* a rebind brought e's path back: verify and end streaks */
 	void (*healed)(void *ctx, struct endpoint *e);
 	/* the status document for `sockwarden status` (caller's reference) */

@@ -326,6 +326,11 @@ void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
 	e->heal_pending = false;
 	ep_record_fs(e);
 	healer_listener_seen(c->healer, e);
+	/* A removal from now on is the kernel's to see; one since the server's
+	 * listen() is caught by the path check of the healed hook. Told of the
+	 * heal first, a cleaner could remove the path unseen in between (the
+	 * server's listen() adds nothing to the filters: it did not bind). */
+	c->hooks.sync(c->hooks.ctx);
 	e->recovered_how = heal_name(r->heal);
 	ev = ctl_event(c, "rebind_succeeded", "info", e->path);
 	json_object_set_new(ev, "how", json_string(heal_name(r->heal)));
@@ -336,6 +341,7 @@ void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
 	c->hooks.emit(c->hooks.ctx, ev);
 	c->hooks.changed(c->hooks.ctx);
 	c->hooks.healed(c->hooks.ctx, e);
+	fault_point("adopted_done");
 }
 
 void control_on_bind(struct control *c, struct endpoint *e)

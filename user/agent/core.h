@@ -118,6 +118,7 @@ void scan_apply(struct agent *a, const struct scan_result *r, bool initial);
 /* losses.c: unlinks confirmed, heals scheduled and verified */
 bool healer_rebind(void *ctx, struct endpoint *e);
 void ctl_changed(void *ctx);
+void ctl_sync(void *ctx);
 void ctl_emit(void *ctx, json_t *ev);
 void ctl_healed(void *ctx, struct endpoint *e);
 void guard_remove_visit(struct endpoint *e, void *ctx);

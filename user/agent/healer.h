@@ -60,4 +60,11 @@ int healer_parents_ensure(const struct endpoint *e, const char **why);
 int healer_parents_ensure_existing(const struct endpoint *e, const char **why);
 /* Reconcile: repairs swept guards, prunes guards of closed listeners. */
 void healer_reconcile(struct healer *h, struct endpoint_table *t);
+/* Test builds only (SW_FAULT_POINTS, healer.c): stops the agent at the named
+ * step when SW_FAULT_STOP names it; nothing in a production build. */
+#ifdef SW_FAULT_POINTS
+void fault_point(const char *name);
+#else
+#define fault_point(name) ((void)0)
+#endif
 #endif

@@ -218,6 +218,13 @@ void ctl_changed(void *ctx)
 	sync_soon(ctx);
 }
 
+void ctl_sync(void *ctx)
+{
+	struct agent *a = ctx;
+
+	bpf_agent_sync(&a->bpf, &a->eps);
+}
+
 void ctl_healed(void *ctx, struct endpoint *e)
 {
 	struct agent *a = ctx;
