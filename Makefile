@@ -160,11 +160,13 @@ $(OUTPUT)/inotify_watch: bench/inotify_watch.c | $(OUTPUT)
 include tests/tests.mk
 
 # The full benchmark run (minutes); README's Performance table comes from it.
-bench: deps all $(OUTPUT)/bench-loop $(OUTPUT)/watchdog_server $(OUTPUT)/inotify_watch $(OUTPUT)/plain_server
+bench: deps all $(OUTPUT)/bench-loop $(OUTPUT)/watchdog_server $(OUTPUT)/inotify_watch $(OUTPUT)/plain_server \
+		$(OUTPUT)/idle_procs
 	$(Q)python3 bench/run.py
 
 # Tiny sizes, so the benchmark programs cannot rot; part of `make test`.
-bench-smoke: all $(OUTPUT)/bench-loop $(OUTPUT)/watchdog_server $(OUTPUT)/inotify_watch $(OUTPUT)/plain_server
+bench-smoke: all $(OUTPUT)/bench-loop $(OUTPUT)/watchdog_server $(OUTPUT)/inotify_watch \
+		$(OUTPUT)/plain_server $(OUTPUT)/idle_procs
 	$(Q)python3 bench/run.py --smoke --out $(OUTPUT)/bench-smoke.json >/dev/null
 	@echo "bench smoke: ok"
 

@@ -18,6 +18,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from discovery import bench_discovery  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 AGENT = os.path.join(BUILD, "sockwarden")
@@ -296,12 +299,19 @@ def bench_scale(counts, scratch):
                 st = subprocess.run([AGENT, "status", "--json"], capture_output=True,
                                     timeout=60)
                 doc = json.loads(st.stdout)
-                out["listeners_%d" % n] = {
+                row = out["listeners_%d" % n] = {
                     "startup_s": startup,
                     "watched": agent.started[0]["watched"],
                     "scan_ms": doc["counters"]["last_scan_ms"],
                     "rss_kib": rss_kib(agent.proc.pid),
                     "endpoints": len(doc["endpoints"])}
+                # the scan's two halves: gathering (discovery, on the scanner's
+                # thread) and applying it to the endpoint table (on the loop)
+                last = (doc.get("scan") or {}).get("last") or {}
+                if "apply_ms" in last:
+                    row["scan_apply_ms"] = last["apply_ms"]
+                if "duration_ms" in last:
+                    row["scan_duration_ms"] = last["duration_ms"]
             finally:
                 agent.stop()
         finally:
@@ -403,6 +413,21 @@ def table(r):
         for k, v in r["scale"].items():
             lines.append("| %s | %.2f | %.1f | %.1f |" % (k.split("_")[1], v["startup_s"],
                                                           v["scan_ms"], v["rss_kib"] / 1024))
+    if "discovery" in r:
+        d = r["discovery"]
+        lines += ["", "discovery on a host of %d processes x %d fds with %d listeners "
+                  "(medians, %d alternating rounds of %d scans)" % (
+                      d["procs"], d["fds_per_proc"], d["listeners"], d["rounds"],
+                      d["scans_per_round"]),
+                  "| source | scan ms | apply ms | agent CPU ms per scan | processes | fds |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for src in ("iter", "procfs"):
+            v = d[src]
+            lines.append("| %s | %.1f | %.2f | %.1f | %d | %d |" % (
+                src, v["scan_ms_median"], v["apply_ms_median"], v["cpu_ms_per_scan_median"],
+                v["covered"]["processes"], v["covered"]["fds"]))
+        lines.append("| iter / procfs | %.3f | | %.3f | | |" % (d["ratio_scan_ms"],
+                                                              d["ratio_cpu"]))
     if "overhead_modes" in r:
         modes = r["overhead_modes"]["modes"]
         lines += ["", "overhead per call by attach mode on one kernel (medians of alternating "
@@ -452,6 +477,11 @@ def main():
                                     (0.2, 0.1) if small else (5, 1))),
         ("scale", lambda: bench_scale([0, 100] if small else [0, 10000], scratch)),
         ("overhead", lambda: bench_overhead(ovh_n, ovh_rounds, scratch)),
+        # a busy host (5,000 processes x 40 fds) with 10 listeners: a scan by
+        # the iterator against one by procfs, alternating (bench/discovery.py)
+        ("discovery", lambda: bench_discovery(
+            AgentProc, AGENT, BUILD, scratch, procs=200 if small else 5000, fds=40,
+            listeners=10, rounds=1 if small else 3, scans=2 if small else 5)),
     ]
     if args.overhead_modes:
         modes = args.overhead_modes.split(",")

@@ -172,6 +172,69 @@ struct sw_rec_connect {
 	__u64 count; /* failures at streak start (FAIL) or at close (OK) */
 };
 
+/*
+ * Discovery by iterator (bpf/iter.bpf.c, iter/task_file): one record per
+ * (process, fd) that holds a listening AF_UNIX socket, written with
+ * bpf_seq_write() and read by user/shared/iter_records.c. Fixed size, no
+ * framing: a read() of the iterator's fd returns whole records, but a reader
+ * must still join a record split between two reads.
+ *
+ * A socket held by several fds or processes comes once per fd; the reader
+ * folds them into one listener and one owner per process.
+ *
+ * magic       SW_ITER_MAGIC: a reader built against another layout rejects
+ *             the stream instead of misreading it.
+ * tgid, fd    the holder (process id in the initial PID namespace) and its fd
+ * sock_ino    the sockfs inode: /proc/<tgid>/fd/<fd> -> socket:[sock_ino]
+ * vfs_ino     inode of the bound socket file; 0 when abstract or unbound
+ * cgroup_id   the holder's cgroup v2 id (kernfs node id, what
+ *             name_to_handle_at on its cgroup directory gives); 0 unknown
+ * uid         the holder's real uid (objective credentials, as
+ *             /proc/<tgid>/status shows them)
+ * vfs_dev     the bound file's device, kernel s_dev encoding
+ *             (major << 20 | minor); 0 when abstract or unbound
+ * vfs_nlink   its link count (a guard link makes it 2); 0 abstract/unbound
+ * netns_ino   the socket's network namespace (nsfs inode, as
+ *             stat -L /proc/<pid>/ns/net shows)
+ * mntns_ino   the holder's mount namespace (nsfs inode); 0 when the holder
+ *             is exiting (no nsproxy)
+ * backlog     connections waiting to be accepted: the receive queue's
+ *             length, where AF_UNIX queues them and what sock_diag's
+ *             UDIAG_SHOW_RQLEN reports for a listener
+ * max_backlog sk_max_ack_backlog: listen()'s backlog argument, capped
+ * type        sk_type: SOCK_STREAM (1) or SOCK_SEQPACKET (5)
+ * name_len    bytes of name used, 0..SW_SUN_PATH_LEN: unix_address.len
+ *             minus sa_family_t, as sock_diag reports it: a path keeps its
+ *             terminating NUL ("/run/a.sock" is 12), a 108-byte path has
+ *             none (the kernel keeps its NUL past sun_path), an abstract
+ *             name starts with NUL and has no terminator; unbound: 0
+ * comm        the holder task's comm, NUL terminated
+ * name        sun_path bytes, zero after name_len
+ *
+ * No padding anywhere: every byte of a record is written.
+ */
+#define SW_ITER_MAGIC 0x31495753u /* "SWI1" little endian */
+
+struct sw_iter_listener {
+	__u32 magic;
+	__u32 tgid;
+	__u64 sock_ino;
+	__u64 vfs_ino;
+	__u64 cgroup_id;
+	__u32 fd;
+	__u32 uid;
+	__u32 vfs_dev;
+	__u32 vfs_nlink;
+	__u32 netns_ino;
+	__u32 mntns_ino;
+	__u32 backlog;
+	__u32 max_backlog;
+	__u16 type;
+	__u16 name_len;
+	char comm[SW_COMM_LEN];
+	char name[SW_SUN_PATH_LEN];
+};
+
 #define SW_EXPECT_SIZE(type, size) \
 	_Static_assert(sizeof(type) == (size), #type " layout changed")
 #define SW_EXPECT_OFFSET(type, member, off) \
@@ -202,5 +265,18 @@ SW_EXPECT_OFFSET(struct sw_connect_stat, gen, 48);
 SW_EXPECT_OFFSET(struct sw_connect_stat, last_client, 56);
 SW_EXPECT_OFFSET(struct sw_client_key, tgid, 116);
 SW_EXPECT_SIZE(struct sw_client_stat, 32);
+/* the iterator's record: user/shared/iter_records.c reads these offsets */
+SW_EXPECT_OFFSET(struct sw_iter_listener, tgid, 4);
+SW_EXPECT_OFFSET(struct sw_iter_listener, sock_ino, 8);
+SW_EXPECT_OFFSET(struct sw_iter_listener, cgroup_id, 24);
+SW_EXPECT_OFFSET(struct sw_iter_listener, fd, 32);
+SW_EXPECT_OFFSET(struct sw_iter_listener, vfs_dev, 40);
+SW_EXPECT_OFFSET(struct sw_iter_listener, netns_ino, 48);
+SW_EXPECT_OFFSET(struct sw_iter_listener, max_backlog, 60);
+SW_EXPECT_OFFSET(struct sw_iter_listener, type, 64);
+SW_EXPECT_OFFSET(struct sw_iter_listener, name_len, 66);
+SW_EXPECT_OFFSET(struct sw_iter_listener, comm, 68);
+SW_EXPECT_OFFSET(struct sw_iter_listener, name, 84);
+SW_EXPECT_SIZE(struct sw_iter_listener, 84 + SW_SUN_PATH_LEN);
 
 #endif

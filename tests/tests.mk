@@ -9,18 +9,26 @@ UNIT_DEPS_test_paths := shared/paths
 UNIT_DEPS_test_config := shared/config shared/paths shared/clock
 UNIT_LIBS_test_config := -linih
 UNIT_DEPS_test_events := shared/events shared/paths shared/clock
-UNIT_DEPS_test_endpoints := agent/endpoints shared/paths shared/discovery shared/clock
+# the iterator's record parser (iter_records.c), without discovery_iter.c's libbpf
+UNIT_DEPS_test_discovery_iter := shared/iter_records shared/discovery shared/diag_netns \
+	shared/paths shared/clock
+UNIT_LIBS_test_discovery_iter := -lpthread
+UNIT_DEPS_test_endpoints := agent/endpoints agent/flapguard shared/paths shared/discovery shared/diag_netns shared/clock
+UNIT_LIBS_test_endpoints := -lpthread
 UNIT_DEPS_test_coalescer := agent/coalescer
 UNIT_DEPS_test_flapguard := agent/flapguard
 UNIT_DEPS_test_control_codec := agent/control_codec shared/paths
 UNIT_DEPS_test_control_limits := agent/control_limits
-UNIT_DEPS_test_actions := agent/actions shared/config shared/discovery shared/events \
+UNIT_DEPS_test_actions := agent/actions shared/config shared/discovery shared/diag_netns shared/events \
 	agent/flapguard shared/paths shared/clock shared/log agent/loop
-UNIT_LIBS_test_actions := -linih
-UNIT_DEPS_test_scanner := agent/scanner shared/discovery shared/paths shared/clock shared/log
-UNIT_LIBS_test_scanner := -lpthread
+UNIT_LIBS_test_actions := -linih -lpthread
+UNIT_DEPS_test_scanner := agent/scanner shared/discovery_source shared/discovery_iter \
+	shared/iter_records shared/discovery shared/diag_netns shared/config shared/paths shared/clock \
+	shared/log
+UNIT_LIBS_test_scanner := -lpthread -lbpf -lelf -lz -linih
 UNIT_DEPS_test_jsonl := sinks/jsonl shared/clock
-UNIT_DEPS_test_state_file := sinks/state_file shared/discovery shared/paths shared/clock
+UNIT_DEPS_test_state_file := sinks/state_file shared/discovery shared/diag_netns shared/paths shared/clock
+UNIT_LIBS_test_state_file := -lpthread
 UNIT_DEPS_test_report := cli/report cli/report_journal cli/report_text cli/report_build \
 	cli/report_json shared/clock
 

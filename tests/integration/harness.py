@@ -267,10 +267,14 @@ while True:
 class Server:
     """A listener in its own process that knows nothing of sockwarden."""
 
-    def __init__(self, path, backlog=16, accept=True, cwd=None):
+    def __init__(self, path, backlog=16, accept=True, cwd=None, netns=False):
         args = [sys.executable, "-c", SERVER_PY, path, str(backlog)]
         if not accept:
             args.append("noaccept")
+        if netns:
+            # a network namespace of its own (a container's, PrivateNetwork=):
+            # unshare execs the server, so its pid is the server's
+            args = ["unshare", "--net", "--"] + args
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=cwd)
         line = self.proc.stdout.readline()
         assert line.strip() == b"ready", "server did not start"

@@ -9,6 +9,7 @@ import harness  # noqa: E402
 import test_detect  # noqa: E402,F401
 import test_connect  # noqa: E402,F401
 import test_heal  # noqa: E402,F401
+import test_discovery  # noqa: E402,F401
 import test_uring  # noqa: E402,F401
 import test_control  # noqa: E402,F401
 import test_report  # noqa: E402,F401

@@ -273,7 +273,8 @@ def scan_state():
 @test
 def heals_and_status_while_a_scan_runs(scratch):
     """A busy host (3000 idle processes with 40 fds each) makes every reconcile
-    scan a walk of a few hundred ms. While one runs, status answers (and says
+    scan by procfs a walk of a few hundred ms (the iterator's pass takes tens:
+    too short to land an unlink in). While one runs, status answers (and says
     so), and a path removed early in it is healed before it ends: the scan
     holds neither."""
     extra = max(0, SCANNING_IDLE - harness.IDLE_PRESENT)
@@ -284,7 +285,7 @@ def heals_and_status_while_a_scan_runs(scratch):
         srv = Server(path)
         # --flap-max 63 (the most): up to 60 heals in a minute, none suppressed
         agent = Agent(scratch, "--reconcile", "0.5", "--heal-delay", "0",
-                      "--flap-max", "63")
+                      "--flap-max", "63", "--discovery", "procfs")
         ino = os.lstat(path).st_ino
         wait_guard(path)
         counted, trials = 0, []

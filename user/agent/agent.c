@@ -10,6 +10,7 @@
 
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,8 +82,8 @@ bool path_watched(const struct agent *a, const char *path)
 }
 
 /*
- * The kernel's filters follow the endpoint table. A sync rebuilds and diffs
- * them whole (milliseconds with a thousand endpoints), so what many records
+ * The kernel's filters follow the endpoint table. A sync visits every
+ * endpoint and writes only the keys whose count changed, so what many records
  * or registrations in one turn of the loop ask for is done once, at the end
  * of the turn. A listener's own name and inode join the filters in the
  * kernel at listen() already; this adds what only the agent knows.
@@ -213,6 +214,9 @@ static void on_scan_done(struct watcher *w, uint32_t events)
 	scan_apply(a, r, false);
 	scan_result_free(r);
 	free(r);
+	/* a scan's result is as large as the host's listeners, and was
+	 * allocated in the scanner thread's arena: give its memory back */
+	malloc_trim(0);
 }
 
 static void on_tick_timer(struct watcher *w, uint32_t events)
@@ -260,6 +264,8 @@ static void emit_started(struct agent *a)
 	ep_foreach(&a->eps, count_listening, &listening);
 	json_object_set_new(ev, "mode", json_string(attach_mode_name(a->bpf.mode)));
 	json_object_set_new(ev, "mode_reason", json_string(a->bpf.mode_reason));
+	json_object_set_new(ev, "discovery", json_string(discovery_source_name(&a->disc)));
+	json_object_set_new(ev, "discovery_reason", json_string(a->disc.reason));
 	json_object_set_new(ev, "kernel", json_string(u.release));
 	json_object_set_new(ev, "watched", json_integer((json_int_t)listening));
 	json_object_set_new(ev, "version", json_string(SOCKWARDEN_VERSION));
@@ -309,6 +315,7 @@ static int drop_privileges(struct agent *a)
 	for (size_t i = 0; i < a->opt->paths.n; i++)
 		if (a->opt->paths.v[i].action == ACTION_SIGNAL)
 			n.signal_action = true;
+	n.enter_netns = a->disc.chosen == DISCOVERY_PROCFS;
 	rc = privilege_drop(&a->priv, &n, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "sockwarden: dropping privileges: %s\n", err);
@@ -330,7 +337,7 @@ static int drop_privileges(struct agent *a)
  * drop. */
 static int start_threads(struct agent *a)
 {
-	int err = scanner_start(&a->scanner, NULL, NULL);
+	int err = scanner_start(&a->scanner, NULL, &a->disc);
 
 	if (err) {
 		fprintf(stderr, "sockwarden: cannot start the scanner thread: %s\n",
@@ -448,6 +455,13 @@ int agent_run(const struct agent_options *opt)
 		status = SW_EXIT_ENV;
 		goto cleanup;
 	}
+	rc = discovery_source_open(&a.disc, opt->discovery);
+	if (rc) {
+		fprintf(stderr, "sockwarden: %s\n", a.disc.reason);
+		status = SW_EXIT_ENV;
+		goto cleanup;
+	}
+	log_debug("discovery: %s (%s)", discovery_source_name(&a.disc), a.disc.reason);
 	rc = drop_privileges(&a);
 	if (rc == 0)
 		rc = start_threads(&a);
@@ -561,6 +575,8 @@ cleanup:
 	healer_free(&a.healer);
 	if (a.bpf.skel)
 		bpf_agent_stop(&a.bpf);
+	discovery_source_close(&a.disc);
+	diag_netns_close_all();
 	coalescer_free(&a.co);
 	if (a.eps.buckets)
 		ep_table_free(&a.eps);

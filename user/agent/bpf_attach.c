@@ -143,6 +143,10 @@ static void programs_select(struct sockwarden_bpf *s, enum attach_mode mode)
 	bpf_program__set_autoload(s->progs.tp__exit_renameat2, !fentry);
 	bpf_program__set_autoload(s->progs.tp__enter_connect, !fentry);
 	bpf_program__set_autoload(s->progs.tp__exit_connect, !fentry);
+
+	/* discovery's iterator loads on its own (shared/discovery_iter.h):
+	 * a kernel that refuses it must not fail the agent's load */
+	bpf_program__set_autoload(s->progs.discover__task_file, false);
 }
 
 int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
@@ -213,41 +217,8 @@ void bpf_agent_stop(struct bpf_agent *a)
 {
 	ring_buffer__free(a->rb);
 	sockwarden_bpf__destroy(a->skel);
-	free(a->names.v);
-	free(a->inodes);
-	free(a->paths);
 	memset(a, 0, sizeof(*a));
 }
-
-static int cmp_watch(const void *x, const void *y)
-{
-	const struct watch_entry *a = x, *b = y;
-
-	return a->key < b->key ? -1 : a->key > b->key;
-}
-
-static int cmp_file_id(const void *x, const void *y)
-{
-	const struct sw_file_id *a = x, *b = y;
-
-	if (a->dev != b->dev)
-		return a->dev < b->dev ? -1 : 1;
-	return a->ino < b->ino ? -1 : a->ino > b->ino;
-}
-
-static int cmp_path_key(const void *x, const void *y)
-{
-	return memcmp(x, y, sizeof(struct sw_path_key));
-}
-
-struct sync_build {
-	struct watch_set names;
-	struct sw_file_id *inodes;
-	size_t n_inodes, cap_inodes;
-	struct sw_path_key *paths;
-	size_t n_paths, cap_paths;
-	bool oom;
-};
 
 static void *grow(void *v, size_t *cap, size_t n, size_t size, bool *oom)
 {
@@ -264,163 +235,274 @@ static void *grow(void *v, size_t *cap, size_t n, size_t size, bool *oom)
 	return nv;
 }
 
-static void add_name(struct sync_build *b, const char *name, size_t len, uint32_t flags)
+/* ----- the watch maps, kept in step with the endpoint table ----- */
+
+/*
+ * Every endpoint counts what it needs in the kernel's filters: its path in
+ * watched_paths; with a listener or a --watch, its names (the socket's own
+ * and its directories') in watched_names; with a listener, the inodes of its
+ * socket file and recorded directories in watched_inodes. A key is in a map
+ * while anything counts it, with the flags of what counts it. A sync holds
+ * each endpoint against what it counted at the last one and applies the
+ * difference, so a scan that changed nothing costs a walk of the table and no
+ * system call. A directory's name is counted once for all the endpoints below
+ * it (its node's users), the inodes of a record of directories once for all
+ * the endpoints that share it (its users).
+ */
+
+/* A sync (or a removal) under way: the agent, the table, and whether a
+ * count could not be made. */
+struct sync_ctx {
+	struct bpf_agent *a;
+	struct endpoint_table *t;
+	bool oom;
+};
+
+enum { AS_SOCKET, AS_ANCESTOR };
+
+/* A watch map's fd; -1 once the maps are gone (bpf_agent_stop), when what
+ * leaves the table still gives back what it counted, with nothing to apply. */
+#define MAP_FD(x, map) ((x)->a->skel ? bpf_map__fd((x)->a->skel->maps.map) : -1)
+
+static uint64_t id_hash(const struct sw_file_id *id)
 {
-	b->names.v = grow(b->names.v, &b->names.cap, b->names.n, sizeof(*b->names.v), &b->oom);
-	if (b->names.n < b->names.cap)
-		b->names.v[b->names.n++] = (struct watch_entry){ name_hash(name, len), flags };
+	return (id->ino * 0x9e3779b97f4a7c15ULL) ^ id->dev;
 }
 
-static void add_inode(struct sync_build *b, uint64_t dev, uint64_t ino)
+/* The count of a key, made (with no users) when `make`; NULL if absent. */
+static struct ep_key_count *count_find(struct sync_ctx *x, struct ep_intern *set,
+				       const struct sw_file_id *id, bool make)
 {
-	b->inodes = grow(b->inodes, &b->cap_inodes, b->n_inodes, sizeof(*b->inodes), &b->oom);
-	if (b->n_inodes < b->cap_inodes) {
-		/* the kernel compares s_dev, which is major << 20 | minor */
-		uint32_t kdev = (uint32_t)((major(dev) << 20) | minor(dev));
+	uint64_t h = id_hash(id);
+	struct ep_key_count *c;
 
-		b->inodes[b->n_inodes++] = (struct sw_file_id){ .dev = kdev, .ino = ino };
+	for (struct ep_link *l = ep_intern_chain(set, h); l; l = l->next) {
+		c = (struct ep_key_count *)l;
+		if (c->id.ino == id->ino && c->id.dev == id->dev)
+			return c;
 	}
+	if (!make)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		x->oom = true;
+		return NULL;
+	}
+	c->id = *id;
+	c->link.hash = h;
+	ep_intern_add(set, &c->link);
+	return c;
 }
 
-static void sync_visit(struct endpoint *e, void *ctx)
+static void count_drop(struct ep_intern *set, struct ep_key_count *c)
 {
-	struct sync_build *b = ctx;
-	const char *p = e->path;
+	ep_intern_del(set, &c->link);
+	free(c);
+}
 
-	/* connect() is followed on every known path, listener or not */
-	if (path_fits_sun_path(p)) {
-		b->paths = grow(b->paths, &b->cap_paths, b->n_paths, sizeof(*b->paths), &b->oom);
-		if (b->n_paths < b->cap_paths) {
-			memset(&b->paths[b->n_paths], 0, sizeof(*b->paths));
-			memcpy(b->paths[b->n_paths].path, p, strlen(p));
-			b->n_paths++;
-		}
-	}
-	/* --watch paths are filtered by name before any listener is known */
-	if (!e->has_listener && !(e->origin & EP_FROM_WATCH))
+static uint32_t name_flags(const struct ep_key_count *c)
+{
+	return (c->users[AS_SOCKET] ? SW_WATCH_SOCKET : 0) |
+	       (c->users[AS_ANCESTOR] ? SW_WATCH_ANCESTOR : 0);
+}
+
+/* One more (delta 1) or one less (-1) user of a name; the map follows the
+ * flags. */
+static void name_count(struct sync_ctx *x, const char *name, size_t len, int as, int delta)
+{
+	struct sw_file_id key = { .ino = name_hash(name, len) };
+	struct ep_key_count *c = count_find(x, &x->t->counted_names, &key, delta > 0);
+	int fd = MAP_FD(x, watched_names);
+	uint32_t before, after;
+	__u64 h = key.ino;
+
+	if (!c || (delta < 0 && !c->users[as]))
 		return;
-	/* every component: the socket's own name and its directories' names */
-	for (const char *s = p + 1; *s;) {
+	before = name_flags(c);
+	c->users[as] += (uint32_t)delta;
+	after = name_flags(c);
+	if (after == before)
+		return;
+	if (after) {
+		if (fd >= 0)
+			bpf_map_update_elem(fd, &h, &after, BPF_ANY);
+	} else {
+		if (fd >= 0)
+			bpf_map_delete_elem(fd, &h);
+		count_drop(&x->t->counted_names, c);
+	}
+}
+
+static void inode_count(struct sync_ctx *x, const struct sw_file_id *id, int delta)
+{
+	struct ep_key_count *c = count_find(x, &x->t->counted_inodes, id, delta > 0);
+	int fd = MAP_FD(x, watched_inodes);
+	__u32 one = 1;
+
+	if (!c || (delta < 0 && !c->users[0]))
+		return;
+	c->users[0] += (uint32_t)delta;
+	if (delta > 0 && c->users[0] == 1 && fd >= 0)
+		bpf_map_update_elem(fd, id, &one, BPF_ANY);
+	if (!c->users[0]) {
+		if (fd >= 0)
+			bpf_map_delete_elem(fd, id);
+		count_drop(&x->t->counted_inodes, c);
+	}
+}
+
+/* the kernel compares s_dev, which is major << 20 | minor */
+static struct sw_file_id kernel_id(uint64_t dev, uint64_t ino)
+{
+	return (struct sw_file_id){ .dev = (uint32_t)((major(dev) << 20) | minor(dev)),
+				    .ino = ino };
+}
+
+static void path_count(struct sync_ctx *x, const char *path, int delta)
+{
+	int fd = MAP_FD(x, watched_paths);
+	struct sw_path_key k;
+
+	if (fd < 0)
+		return;
+	memset(&k, 0, sizeof(k));
+	memcpy(k.path, path, strlen(path));
+	if (delta > 0) {
+		struct sw_path_state ps = { .flags = 1 };
+
+		/* the kernel's own fields (open_mask) of a path it added stay */
+		bpf_map_update_elem(fd, &k, &ps, BPF_NOEXIST);
+	} else {
+		bpf_map_delete_elem(fd, &k);
+	}
+}
+
+/* A directory's own name: its last component ("/run/app" -> "app"). */
+static const char *dir_name(const struct ep_dir_node *d, size_t *len)
+{
+	size_t start = d->parent->len == 1 ? 1 : d->parent->len + 1;
+
+	*len = d->len - start;
+	return d->path + start;
+}
+
+/* The endpoint's names: the socket's own, the directories deeper than its
+ * nodes go (EP_MAX_DEPTH), and its directories' through their nodes. */
+static void names_count(struct sync_ctx *x, const struct endpoint *e, int delta)
+{
+	const char *s = e->path + (e->dir ? e->dir->len : 1);
+
+	while (*s == '/')
+		s++;
+	while (*s) {
 		const char *end = strchr(s, '/');
 		size_t len = end ? (size_t)(end - s) : strlen(s);
 
-		add_name(b, s, len, end ? SW_WATCH_ANCESTOR : SW_WATCH_SOCKET);
+		name_count(x, s, len, end ? AS_ANCESTOR : AS_SOCKET, delta);
 		s += len;
 		while (*s == '/')
 			s++;
 	}
-	if (!e->has_listener)
-		return;
-	add_inode(b, e->l.vfs_dev, e->l.vfs_ino);
-	for (size_t i = 1; i < e->n_dirs; i++)
-		add_inode(b, e->dirs[i].dev, e->dirs[i].ino);
+	for (struct ep_dir_node *d = e->dir; d && d->depth > 0; d = d->parent) {
+		size_t len;
+		const char *name = dir_name(d, &len);
+
+		if (delta > 0 && d->name_users++ == 0)
+			name_count(x, name, len, AS_ANCESTOR, 1);
+		else if (delta < 0 && d->name_users && --d->name_users == 0)
+			name_count(x, name, len, AS_ANCESTOR, -1);
+	}
 }
 
-static size_t dedup(void *v, size_t n, size_t size, int (*cmp)(const void *, const void *))
+/* The inodes a record's directories have but "/"'s: counted once for all
+ * the endpoints counting the record, which they hold while they do. */
+static void dirs_count(struct sync_ctx *x, struct ep_dir_rec *r, int delta)
 {
-	char *base = v;
-	size_t o = 0;
+	if (!r)
+		return;
+	if (delta > 0) {
+		ep_dir_rec_hold(r);
+		if (r->ino_users++)
+			return;
+	} else if (--r->ino_users) {
+		ep_dir_rec_put(x->t, r);
+		return;
+	}
+	for (size_t i = 1; i < r->n; i++) {
+		struct sw_file_id id = kernel_id(r->d[i].dev, r->d[i].ino);
 
-	if (!n)
-		return 0;
-	qsort(v, n, size, cmp);
-	for (size_t i = 1; i < n; i++)
-		if (cmp(base + o * size, base + i * size) != 0)
-			memmove(base + ++o * size, base + i * size, size);
-	return o + 1;
+		inode_count(x, &id, delta);
+	}
+	if (delta < 0)
+		ep_dir_rec_put(x->t, r);
 }
 
-/* How map_apply writes values: a u32 of flags stored in the array entries at
- * an offset, the constant 1, or a fresh sw_path_state. */
-enum map_value { VALUE_FLAGS_AT, VALUE_ONE, VALUE_PATH_STATE };
+/* An entry leaves the table: what it counted goes. */
+static void sync_forget(struct endpoint *e, void *ctx)
+{
+	struct sync_ctx x = { .a = ctx, .t = e->table };
+	struct ep_counted *c = &e->counted;
+
+	if (c->path)
+		path_count(&x, e->path, -1);
+	if (c->names)
+		names_count(&x, e, -1);
+	if (c->file)
+		inode_count(&x, &c->file_id, -1);
+	dirs_count(&x, c->dirs, -1);
+	memset(c, 0, sizeof(*c));
+}
+
+static void sync_endpoint(struct endpoint *e, void *ctx)
+{
+	struct sync_ctx *x = ctx;
+	struct ep_counted *c = &e->counted;
+	/* connect() is followed on every known path, listener or not */
+	bool path = path_fits_sun_path(e->path);
+	/* --watch paths are filtered by name before any listener is known */
+	bool names = e->has_listener || (e->origin & EP_FROM_WATCH);
+	bool file = e->has_listener;
+	struct sw_file_id id = file ? kernel_id(e->l.vfs_dev, e->l.vfs_ino)
+				    : (struct sw_file_id){0};
+	struct ep_dir_rec *dirs = e->has_listener && e->n_dirs > 1 ? e->dirs : NULL;
+
+	x->t = e->table;
+	if (x->t->on_remove_ctx != x->a) {
+		/* from the first sync on, removals are told */
+		x->t->on_remove = sync_forget;
+		x->t->on_remove_ctx = x->a;
+	}
+	if (path != c->path)
+		path_count(x, e->path, path ? 1 : -1);
+	if (names != c->names)
+		names_count(x, e, names ? 1 : -1);
+	if (file != c->file || id.dev != c->file_id.dev || id.ino != c->file_id.ino) {
+		/* the new first: a key both count stays */
+		if (file)
+			inode_count(x, &id, 1);
+		if (c->file)
+			inode_count(x, &c->file_id, -1);
+	}
+	if (dirs != c->dirs) {
+		dirs_count(x, dirs, 1);
+		dirs_count(x, c->dirs, -1);
+	}
+	*c = (struct ep_counted){ .path = path, .names = names, .file = file, .file_id = id,
+				  .dirs = dirs };
+}
 
 /*
- * Applies the difference between the sorted `old` and `new` arrays to a map:
- * deletes what went, adds what came, rewrites only values that changed. The
- * kernel's own fields (a path's open_mask) are never overwritten.
+ * The table's entries count the keys they need in the filters (their
+ * `counted`, the directories' and records' users, the table's counted_*
+ * sets); a sync holds each entry against what it counted at the last one and
+ * applies the difference.
  */
-static void map_apply(int fd, const char *old, size_t n_old, const char *new,
-		      size_t n_new, size_t size, enum map_value kind, size_t val_off,
-		      int (*cmp)(const void *, const void *))
-{
-	size_t i = 0, j = 0;
-
-	while (i < n_old || j < n_new) {
-		int c = i >= n_old ? 1 : j >= n_new ? -1 : cmp(old + i * size, new + j * size);
-		const char *key = new + j * size;
-		__u32 flags = 1;
-
-		if (c < 0) {
-			bpf_map_delete_elem(fd, old + i * size);
-			i++;
-			continue;
-		}
-		if (kind == VALUE_FLAGS_AT)
-			memcpy(&flags, key + val_off, sizeof(flags));
-		if (c > 0) {
-			if (kind == VALUE_PATH_STATE) {
-				struct sw_path_state ps = { .flags = 1 };
-
-				bpf_map_update_elem(fd, key, &ps, BPF_NOEXIST);
-			} else {
-				bpf_map_update_elem(fd, key, &flags, BPF_ANY);
-			}
-		} else {
-			if (kind == VALUE_FLAGS_AT &&
-			    memcmp(old + i * size + val_off, key + val_off, sizeof(flags)) != 0)
-				bpf_map_update_elem(fd, key, &flags, BPF_ANY);
-			i++;
-		}
-		j++;
-	}
-}
-
 int bpf_agent_sync(struct bpf_agent *a, const struct endpoint_table *t)
 {
-	struct sync_build b = {0};
-	size_t n;
+	struct sync_ctx x = { .a = a };
 
-	ep_foreach(t, sync_visit, &b);
-	if (b.oom) {
-		free(b.names.v);
-		free(b.inodes);
-		free(b.paths);
-		return -ENOMEM;
-	}
-	/* one name may be a socket in one place and a directory in another;
-	 * an empty table has no array at all, and qsort must not get NULL */
-	if (b.names.n)
-		qsort(b.names.v, b.names.n, sizeof(*b.names.v), cmp_watch);
-	n = 0;
-	for (size_t i = 0; i < b.names.n; i++) {
-		if (n && b.names.v[n - 1].key == b.names.v[i].key)
-			b.names.v[n - 1].flags |= b.names.v[i].flags;
-		else
-			b.names.v[n++] = b.names.v[i];
-	}
-	b.names.n = n;
-	b.n_inodes = dedup(b.inodes, b.n_inodes, sizeof(*b.inodes), cmp_file_id);
-	b.n_paths = dedup(b.paths, b.n_paths, sizeof(*b.paths), cmp_path_key);
-
-	map_apply(bpf_map__fd(a->skel->maps.watched_names), (char *)a->names.v,
-		  a->names.n, (char *)b.names.v, b.names.n, sizeof(struct watch_entry),
-		  VALUE_FLAGS_AT, offsetof(struct watch_entry, flags), cmp_watch);
-	map_apply(bpf_map__fd(a->skel->maps.watched_inodes), (char *)a->inodes,
-		  a->n_inodes, (char *)b.inodes, b.n_inodes, sizeof(struct sw_file_id),
-		  VALUE_ONE, 0, cmp_file_id);
-	map_apply(bpf_map__fd(a->skel->maps.watched_paths), (char *)a->paths,
-		  a->n_paths, (char *)b.paths, b.n_paths, sizeof(struct sw_path_key),
-		  VALUE_PATH_STATE, 0, cmp_path_key);
-
-	free(a->names.v);
-	free(a->inodes);
-	free(a->paths);
-	a->names = b.names;
-	a->inodes = b.inodes;
-	a->n_inodes = b.n_inodes;
-	a->paths = b.paths;
-	a->n_paths = b.n_paths;
-	return 0;
+	ep_foreach(t, sync_endpoint, &x);
+	return x.oom ? -ENOMEM : 0;
 }
 
 uint64_t bpf_agent_counter(struct bpf_agent *a, enum sw_counter c)

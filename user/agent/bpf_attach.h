@@ -14,16 +14,6 @@
 #include "sockwarden.h"
 #include "shared/config.h"
 
-struct watch_entry {
-	uint64_t key;   /* name hash, or (dev, ino) folded for inodes */
-	uint32_t flags;
-};
-
-struct watch_set {
-	struct watch_entry *v;
-	size_t n, cap;
-};
-
 struct sockwarden_bpf;
 
 struct bpf_agent {
@@ -31,12 +21,8 @@ struct bpf_agent {
 	struct ring_buffer *rb;
 	enum attach_mode mode;
 	char mode_reason[256];
-	/* what the kernel maps hold now, to apply differences only */
-	struct watch_set names;
-	struct sw_file_id *inodes;
-	size_t n_inodes;
-	struct sw_path_key *paths;
-	size_t n_paths;
+	/* what the kernel's filters hold is counted per key in the endpoint
+	 * table (ep_counted), so a sync applies differences only */
 };
 
 /* Environment checks; on failure fills `why` with what exactly is missing. */

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,6 +311,9 @@ out:
 		close(fd);
 	free(s);
 	free(m);
+	/* the document of a large host is megabytes that the allocator would
+	 * otherwise keep for the life of the agent */
+	malloc_trim(0);
 }
 
 /* Whether the peer process is exiting or gone: its pidfd is readable, or the

@@ -28,7 +28,9 @@
 #include "scanner.h"
 #include "shared/clock.h"
 #include "shared/config.h"
+#include "shared/diag_netns.h"
 #include "shared/discovery.h"
+#include "shared/discovery_source.h"
 #include "shared/events.h"
 #include "shared/log.h"
 #include "shared/paths.h"
@@ -86,6 +88,7 @@ struct agent {
 	struct scan_summary last_scan;
 	struct actions actions;
 	bool have_actions;
+	struct discovery_source disc; /* where scans find listeners */
 };
 
 /* agent.c: the loop and its wiring */

@@ -131,8 +131,8 @@ static void ev_owners(json_t *ev, const struct endpoint *e)
 {
 	if (e->n_owners > 0)
 		ev_owner(ev, "owner", &e->owners[0]);
-	else if (e->have_last_owner)
-		ev_owner(ev, "owner", &e->last_owner);
+	else if (e->last_owner)
+		ev_owner(ev, "owner", e->last_owner);
 	if (e->n_owners > 1) {
 		json_t *arr = json_array();
 

@@ -51,9 +51,9 @@ json_t *state_endpoint_json(const struct endpoint *e, int64_t rmm, uint64_t now_
 	if (e->has_listener && e->n_owners) {
 		event_set_proc(j, "owner", e->owners[0].pid, e->owners[0].comm, e->owners[0].uid);
 		json_object_set_new(j, "owners", json_integer((json_int_t)e->n_owners));
-	} else if (e->have_last_owner) {
-		event_set_proc(j, "last_owner", e->last_owner.pid, e->last_owner.comm,
-			       e->last_owner.uid);
+	} else if (e->last_owner) {
+		event_set_proc(j, "last_owner", e->last_owner->pid, e->last_owner->comm,
+			       e->last_owner->uid);
 	}
 	if (e->has_listener) {
 		json_object_set_new(j, "inode", json_integer((json_int_t)e->l.vfs_ino));

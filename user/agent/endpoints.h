@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "flapguard.h"
@@ -27,6 +28,71 @@ struct ep_dir {
 	mode_t mode;
 };
 
+/* An entry of a set the table interns (directories, records of them, owner
+ * lists, the keys counted in the kernel's filters): its chain and hash. */
+struct ep_link {
+	struct ep_link *next;
+	uint64_t hash;
+};
+
+struct ep_intern {
+	struct ep_link **buckets;
+	size_t n_buckets, count;
+};
+
+/*
+ * The directories are the table's: one node per distinct directory path,
+ * shared by every endpoint below it and refcounted (endpoints whose parent it
+ * is, and child directories). A node holds the path and the last look at it
+ * (what an ep_fs_batch reuses); what an endpoint recorded is its ep_dir_rec.
+ */
+struct ep_dir_node {
+	struct ep_link link;        /* first: the table's set of directories */
+	struct ep_dir_node *parent; /* NULL for "/" */
+	char *path;                 /* the directory, absolute and normalised */
+	size_t len;
+	size_t refs;
+	unsigned depth;             /* 0 for "/", 1 for "/run", ... */
+	bool look_ok;               /* what the look in look_gen found */
+	uint64_t look_gen;          /* ep_fs_batch in which it was last looked at */
+	struct ep_dir look;         /* what that look found */
+	/* bpf_attach.c: the endpoints below that count its name in the
+	 * kernel's filters */
+	size_t name_users;
+};
+
+/*
+ * What an endpoint recorded of its directories, dirs 0 .. n-1 from "/", each
+ * as it was at the endpoint's last look that found it. Records are values,
+ * interned and refcounted: endpoints whose records are the same (10,000
+ * sockets in one directory) share one, and an endpoint that records anything
+ * else gets a record of its own, so no endpoint's look changes another's.
+ */
+struct ep_dir_rec {
+	struct ep_link link;  /* first: the table's set of records */
+	size_t refs;          /* endpoints, and bpf_attach.c's counted ones */
+	size_t n;
+	size_t ino_users;     /* bpf_attach.c: endpoints counting its inodes */
+	struct ep_dir d[];
+};
+
+/* A key the table's entries count in one of the kernel's filters, and how
+ * many of them count it (bpf_attach.c keeps the maps in step). */
+struct ep_key_count {
+	struct ep_link link;   /* first: the set's entry */
+	struct sw_file_id id;  /* an inode, or a name's hash in id.ino */
+	uint32_t users[2];     /* names: as a socket, as an ancestor; inodes: [0] */
+};
+
+/* What an endpoint counts in the kernel's filters (bpf_attach.c). */
+struct ep_counted {
+	bool path;                 /* watched_paths */
+	bool names;                /* watched_names: its own and its directories' */
+	bool file;                 /* watched_inodes: the socket file's id */
+	struct sw_file_id file_id;
+	struct ep_dir_rec *dirs;   /* ... and those of its recorded directories */
+};
+
 enum ep_origin {
 	EP_FROM_SCAN = 1 << 0,  /* discovered by sock_diag */
 	EP_FROM_WATCH = 1 << 1, /* named by --watch or the config */
@@ -34,21 +100,32 @@ enum ep_origin {
 	EP_FROM_REGISTER = 1 << 3,
 };
 
+struct endpoint_table;
+
 struct endpoint {
 	char *path;
 	struct endpoint *next; /* hash chain */
+	uint64_t hash;         /* of path */
+	struct endpoint_table *table;
 	unsigned origin;
 	bool has_listener;
 	struct unix_listener l;
-	struct owner owners[EP_MAX_OWNERS];
+	/* n_owners of them; endpoints with the same owners (one server holding
+	 * many listeners) share one copy, the table's */
+	const struct owner *owners;
 	size_t n_owners;
-	struct owner last_owner; /* kept after the listener is gone */
-	bool have_last_owner;
+	/* the first owner last known, kept after the listener is gone (NULL:
+	 * none known); a reference to a shared owner list, like owners */
+	const struct owner *last_owner;
 	/* the socket file, as recorded while it existed */
 	uid_t file_uid;
 	gid_t file_gid;
 	mode_t file_mode;
-	struct ep_dir dirs[EP_MAX_DEPTH]; /* dirs[0] is "/" */
+	/* the deepest of its directories (the socket's own, or the EP_MAX_DEPTH-th
+	 * from "/"), and what it recorded of them: ep_dir_at() reads
+	 * dirs->d[0 .. n_dirs-1] */
+	struct ep_dir_node *dir;
+	struct ep_dir_rec *dirs;
 	size_t n_dirs;
 	bool lost;          /* path no longer resolves to the listener */
 	uint64_t lost_ns;
@@ -75,13 +152,34 @@ struct endpoint {
 	/* actions (actions.c): their own flap guard */
 	struct flap_state action_flap;
 	const struct path_cfg *cfg; /* the config's section for this path, if any */
+	struct ep_counted counted;  /* bpf_attach.c */
 };
 
 struct endpoint_table {
 	struct endpoint **buckets;
 	size_t n_buckets;
 	size_t count;
+	/* the interned directories (ep_dir_node), records of them (ep_dir_rec)
+	 * and owner lists */
+	struct ep_intern dirs, dir_recs, owner_sets;
+	/* ep_fs_batch_begin/end: while a batch is open (look_gen odd), each
+	 * directory is looked at once */
+	uint64_t look_gen;
+	/* when a listener is set; clock_mono_ns unless a test sets its own */
+	uint64_t (*clock)(void);
+	/* the keys the entries count in watched_names and watched_inodes
+	 * (struct ep_key_count), and who is told as an entry leaves the table,
+	 * before it is freed (bpf_attach.c: the filters forget what it counted) */
+	struct ep_intern counted_names, counted_inodes;
+	void (*on_remove)(struct endpoint *e, void *ctx);
+	void *on_remove_ctx;
 };
+
+/* The interned sets' hash tables, for others' sets of the same kind too. */
+int ep_intern_init(struct ep_intern *s);
+struct ep_link *ep_intern_chain(const struct ep_intern *s, uint64_t hash);
+void ep_intern_add(struct ep_intern *s, struct ep_link *l);
+void ep_intern_del(struct ep_intern *s, struct ep_link *l);
 
 int ep_table_init(struct endpoint_table *t, size_t n_buckets);
 void ep_table_free(struct endpoint_table *t);
@@ -101,12 +199,31 @@ size_t ep_foreach_under(const struct endpoint_table *t, const char *abs,
 			ep_visit_fn fn, void *ctx);
 /* The index of the recorded directory with this identity, or -1. */
 int ep_dir_index(const struct endpoint *e, uint64_t dev, uint64_t ino);
+/* The i-th recorded directory of e (0 is "/"), or NULL when i >= e->n_dirs. */
+const struct ep_dir *ep_dir_at(const struct endpoint *e, size_t i);
+/* A reference on a record, and giving one back (the last frees it). */
+void ep_dir_rec_hold(struct ep_dir_rec *r);
+void ep_dir_rec_put(struct endpoint_table *t, struct ep_dir_rec *r);
+/* The node of e's i-th directory (recorded or not), or NULL past the deepest. */
+const struct ep_dir_node *ep_dir_node_at(const struct endpoint *e, size_t i);
 /* The i-th ancestor prefix of e->path ("/", "/run", ...) into out. */
 bool ep_dir_path(const struct endpoint *e, size_t i, char *out, size_t outlen);
 /* Records the listener, its owners and the identities of its directories. */
 void ep_set_listener(struct endpoint *e, const struct unix_listener *l,
 		     const struct owner *owners, size_t n_owners);
-/* Records owners, mode and parent directories from the live filesystem. */
+/* Records owners, mode and parent directories from the live filesystem:
+ * ep_record_dirs, then the socket file at the path (lstat). */
 void ep_record_fs(struct endpoint *e);
+void ep_record_dirs(struct endpoint *e);
+/* The socket file's owner and mode from a look at it (a socket's only). */
+void ep_record_file(struct endpoint *e, const struct stat *st);
+/* Between these, ep_record_fs looks at each directory once (a reconcile
+ * scan's many endpoints in few directories); outside, on every call. */
+void ep_fs_batch_begin(struct endpoint_table *t);
+void ep_fs_batch_end(struct endpoint_table *t);
 void ep_clear_listener(struct endpoint *e);
+/* Drops what e holds (owner lists, directory records, flap rings): for an
+ * endpoint of no table, whose memory is the caller's; the table's own call
+ * it as they go. */
+void ep_release(struct endpoint *e);
 #endif

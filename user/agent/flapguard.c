@@ -1,5 +1,8 @@
 #include "flapguard.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "shared/clock.h"
 
 unsigned flap_recent(const struct flap_state *s, const struct flap_cfg *c,
@@ -7,6 +10,8 @@ unsigned flap_recent(const struct flap_state *s, const struct flap_cfg *c,
 {
 	unsigned n = 0;
 
+	if (!s->heals)
+		return 0;
 	for (unsigned i = 0; i < s->n; i++) {
 		uint64_t t = s->heals[(s->head + FLAP_MAX_TRACKED - 1 - i) % FLAP_MAX_TRACKED];
 
@@ -62,11 +67,25 @@ enum flap_verdict flap_check(struct flap_state *s, const struct flap_cfg *c,
 void flap_record(struct flap_state *s, const struct flap_cfg *c, uint64_t now_ns)
 {
 	(void)c;
+	s->last_heal_ns = now_ns;
+	if (!s->heals) {
+		s->heals = calloc(FLAP_MAX_TRACKED, sizeof(*s->heals));
+		/* out of memory: this heal is not in the window (the half-open
+		 * check still sees it through last_heal_ns) */
+		if (!s->heals)
+			return;
+		s->n = s->head = 0;
+	}
 	s->heals[s->head] = now_ns;
 	s->head = (s->head + 1) % FLAP_MAX_TRACKED;
 	if (s->n < FLAP_MAX_TRACKED)
 		s->n++;
-	s->last_heal_ns = now_ns;
+}
+
+void flap_state_release(struct flap_state *s)
+{
+	free(s->heals);
+	memset(s, 0, sizeof(*s));
 }
 
 const char *flap_circuit_name(enum flap_circuit c)

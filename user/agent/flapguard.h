@@ -14,7 +14,9 @@
 enum flap_circuit { FLAP_CLOSED = 0, FLAP_OPEN, FLAP_HALF_OPEN };
 
 struct flap_state {
-	uint64_t heals[FLAP_MAX_TRACKED]; /* ring of recent heal times */
+	/* ring of FLAP_MAX_TRACKED recent heal times, allocated by the first
+	 * heal: most endpoints of a large host are never healed */
+	uint64_t *heals;
 	unsigned n, head;
 	enum flap_circuit circuit;
 	uint64_t retry_at_ns;
@@ -36,4 +38,6 @@ void flap_record(struct flap_state *s, const struct flap_cfg *c, uint64_t now_ns
 unsigned flap_recent(const struct flap_state *s, const struct flap_cfg *c,
 		     uint64_t now_ns);
 const char *flap_circuit_name(enum flap_circuit c);
+/* Frees the ring; the state is closed and empty again. */
+void flap_state_release(struct flap_state *s);
 #endif

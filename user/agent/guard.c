@@ -61,17 +61,26 @@ static void unescape_octal(char *s)
 	*o = 0;
 }
 
-int mount_of(const char *path, uint64_t *mnt_id, char *mountpoint, size_t len)
+/* The mount id of the mount holding path (not following a final symlink). */
+static int mount_id_of(const char *path, uint64_t *mnt_id)
 {
 	struct statx stx;
-	char line[8192];
-	FILE *f;
-	int rc = -ENOENT;
 
 	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) != 0)
 		return -errno;
 	if (!(stx.stx_mask & STATX_MNT_ID))
 		return -ENOTSUP;
+	*mnt_id = stx.stx_mnt_id;
+	return 0;
+}
+
+/* The mount point of a mount, from /proc/self/mountinfo. */
+static int mountpoint_of(uint64_t mnt_id, char *mountpoint, size_t len)
+{
+	char line[8192];
+	FILE *f;
+	int rc = -ENOENT;
+
 	f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return -errno;
@@ -81,7 +90,7 @@ int mount_of(const char *path, uint64_t *mnt_id, char *mountpoint, size_t len)
 
 		if (sscanf(line, "%llu %*u %*s %*s %4095s", &id, mp) != 2)
 			continue;
-		if (id != stx.stx_mnt_id)
+		if (id != mnt_id)
 			continue;
 		unescape_octal(mp);
 		if (strlen(mp) >= len) {
@@ -89,11 +98,22 @@ int mount_of(const char *path, uint64_t *mnt_id, char *mountpoint, size_t len)
 			break;
 		}
 		strcpy(mountpoint, mp);
-		*mnt_id = id;
 		rc = 0;
 		break;
 	}
 	fclose(f);
+	return rc;
+}
+
+int mount_of(const char *path, uint64_t *mnt_id, char *mountpoint, size_t len)
+{
+	uint64_t id = 0;
+	int rc = mount_id_of(path, &id);
+
+	if (rc == 0)
+		rc = mountpoint_of(id, mountpoint, len);
+	if (rc == 0)
+		*mnt_id = id;
 	return rc;
 }
 
@@ -135,8 +155,9 @@ static int guard_dir_open(struct guard_dir *d)
 	return 0;
 }
 
-static struct guard_dir *guard_dir_get(struct guards *g, uint64_t mnt_id,
-				       const char *mountpoint)
+/* The known guard directory of a mount, made again if it was swept; NULL
+ * for a mount the agent has not seen yet. */
+static struct guard_dir *guard_dir_known(struct guards *g, uint64_t mnt_id)
 {
 	struct guard_dir *d;
 
@@ -156,6 +177,16 @@ static struct guard_dir *guard_dir_get(struct guards *g, uint64_t mnt_id,
 		guard_dir_open(d);
 		return d;
 	}
+	return NULL;
+}
+
+static struct guard_dir *guard_dir_get(struct guards *g, uint64_t mnt_id,
+				       const char *mountpoint)
+{
+	struct guard_dir *d = guard_dir_known(g, mnt_id);
+
+	if (d)
+		return d;
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 8;
 		void *nv = realloc(g->v, cap * sizeof(*g->v));
@@ -211,12 +242,22 @@ int guard_make(struct guards *g, const char *path, uint64_t dev, uint64_t ino,
 	int rc;
 
 	memset(ref, 0, sizeof(*ref));
-	rc = mount_of(path, &mnt_id, mp, sizeof(mp));
+	rc = mount_id_of(path, &mnt_id);
 	if (rc) {
 		*why = "path_gone";
 		return rc;
 	}
-	ref->dir = guard_dir_get(g, mnt_id, mp);
+	/* the mount table is read for a mount not seen before only: a mount's
+	 * id names it while it is mounted, and the agent knows its guard dir */
+	ref->dir = guard_dir_known(g, mnt_id);
+	if (!ref->dir) {
+		rc = mountpoint_of(mnt_id, mp, sizeof(mp));
+		if (rc) {
+			*why = "path_gone";
+			return rc;
+		}
+		ref->dir = guard_dir_get(g, mnt_id, mp);
+	}
 	if (!ref->dir) {
 		*why = "out_of_memory";
 		return -ENOMEM;
@@ -226,11 +267,15 @@ int guard_make(struct guards *g, const char *path, uint64_t dev, uint64_t ino,
 		return -EPERM;
 	}
 	guard_name(dev, ino, ref->name, sizeof(ref->name));
-	if (guard_present(ref, dev, ino))
-		return 0;
+	/* linked first, looked at after: a guard is mostly new (a listener the
+	 * agent has just met), and a link that exists fails the same */
 	if (linkat(AT_FDCWD, path, ref->dir->dirfd, ref->name, 0) != 0) {
 		int err = errno;
 
+		/* the guard, from an earlier look or run, whatever became of the
+		 * path since */
+		if (guard_present(ref, dev, ino))
+			return 0;
 		if (err == EEXIST) {
 			/* a leftover with our name but another inode: replace it */
 			unlinkat(ref->dir->dirfd, ref->name, 0);

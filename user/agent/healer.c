@@ -76,7 +76,7 @@ static json_t *heal_event(struct healer *h, const char *name, const char *sev,
 static void set_owner(json_t *ev, const struct endpoint *e)
 {
 	const struct owner *o = e->n_owners ? &e->owners[0] :
-				e->have_last_owner ? &e->last_owner : NULL;
+				e->last_owner;
 
 	if (o)
 		event_set_proc(ev, "owner", o->pid, o->comm, o->uid);
@@ -131,15 +131,32 @@ void healer_discover_guards(struct healer *h)
 	fclose(f);
 }
 
+/* guard_present, keeping the look: a guard is a link to the socket file,
+ * so what it shows is the file's owner and mode */
+static bool guard_look(const struct endpoint *e, struct stat *st)
+{
+	const struct guard_ref *g = &e->guard;
+
+	return g->dir && g->dir->dirfd >= 0 &&
+	       fstatat(g->dir->dirfd, g->name, st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISSOCK(st->st_mode) && st->st_dev == e->l.vfs_dev && st->st_ino == e->l.vfs_ino;
+}
+
 void healer_listener_seen(struct healer *h, struct endpoint *e)
 {
 	const char *why = NULL;
 	bool was_ok = e->guard_ok;
+	struct stat st;
 
 	if (!h->cfg.guards)
 		return;
-	if (e->guard_ok && guard_present(&e->guard, e->l.vfs_dev, e->l.vfs_ino))
+	/* the look that finds the guard records the socket file too (a
+	 * reconcile scan's every listener: one look where ep_record_fs's
+	 * would be a second) */
+	if (e->guard_ok && guard_look(e, &st)) {
+		ep_record_file(e, &st);
 		return;
+	}
 	if (was_ok) {
 		/* it was there: something swept it */
 		report_guard_lost(h, e, "swept");
@@ -150,6 +167,8 @@ void healer_listener_seen(struct healer *h, struct endpoint *e)
 		e->guard_problem[0] = 0;
 		if (was_ok)
 			log_debug("guard of %s re-made", e->path);
+		if (guard_look(e, &st) || lstat(e->path, &st) == 0)
+			ep_record_file(e, &st);
 	} else {
 		report_guard_lost(h, e, why ? why : "link_failed");
 	}
@@ -255,7 +274,7 @@ static int parents_walk(const struct endpoint *e, bool create, const char **why)
 		comp[len] = 0;
 		next = openat(fd, comp, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (next < 0 && errno == ENOENT && create) {
-			const struct ep_dir *d = depth < e->n_dirs ? &e->dirs[depth] : NULL;
+			const struct ep_dir *d = ep_dir_at(e, depth);
 			mode_t mode = d ? d->mode : 0755;
 
 			if (mkdirat(fd, comp, 0700) != 0 && errno != EEXIST) {

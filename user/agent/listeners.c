@@ -5,6 +5,7 @@
  * loop.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,8 +104,16 @@ static void scan_apply_item(struct agent *a, const struct scan_item *it, bool in
 		e->scan_gen = a->scan_gen;
 		e->lost = false;
 		e->heal_pending = false;
-		ep_record_fs(e);
+		/* ep_record_fs in two: the healer's look at the guard, a link to
+		 * the socket file, records the file; without a guard, the path */
+		ep_record_dirs(e);
 		healer_listener_seen(&a->healer, e);
+		if (!e->guard_ok) {
+			struct stat st;
+
+			if (lstat(e->path, &st) == 0)
+				ep_record_file(e, &st);
+		}
 		if (l->max_backlog && l->backlog >= l->max_backlog) {
 			if (!e->wedged)
 				report_wedged(a, e, "backlog_full", 0);
@@ -148,8 +157,11 @@ void scan_apply(struct agent *a, const struct scan_result *r, bool initial)
 		return;
 	}
 	a->scan_gen++;
+	/* many endpoints, few directories: each is looked at once */
+	ep_fs_batch_begin(&a->eps);
 	for (size_t i = 0; i < r->n; i++)
 		scan_apply_item(a, &r->items[i], initial);
+	ep_fs_batch_end(&a->eps);
 	ep_foreach(&a->eps, scan_prune, &(struct prune_ctx){ a, r });
 	healer_reconcile(&a->healer, &a->eps);
 	/* forget orphans whose listener is gone */
@@ -174,9 +186,10 @@ void reconcile_initial(struct agent *a)
 {
 	struct scan_result r;
 
-	scan_gather(&r);
+	scan_gather(&r, &a->disc);
 	scan_apply(a, &r, true);
 	scan_result_free(&r);
+	malloc_trim(0);
 }
 
 /* ----- bind / listen records ----- */

@@ -115,6 +115,8 @@ int privilege_drop(struct privilege *p, const struct privilege_needs *n, char *e
 	p->wanted = privilege_run_set();
 	if (n->signal_action)
 		p->wanted |= PRIV_BIT(CAP_KILL);
+	if (n->enter_netns)
+		p->wanted |= PRIV_BIT(CAP_SYS_ADMIN);
 
 	/* CAP_BPF: try the loop's own kind of map access without it (and without
 	 * CAP_SYS_ADMIN, which would stand in for it); the kernel decides. */

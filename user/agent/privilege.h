@@ -17,6 +17,9 @@
 /* What the run needs beyond the fixed set (privilege_run_set). */
 struct privilege_needs {
 	bool signal_action; /* a path has action = signal: CAP_KILL */
+	/* discovery is procfs: sock_diag of other network namespaces means
+	 * entering them, CAP_SYS_ADMIN (the iterator sees them without) */
+	bool enter_netns;
 	/* Does a BPF map operation on a held fd, with CAP_BPF and CAP_SYS_ADMIN
 	 * out of the effective set: 0 if it works, -EPERM if this kernel wants
 	 * CAP_BPF for it (before Linux 6.5 with unprivileged BPF disabled). */

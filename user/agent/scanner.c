@@ -17,13 +17,13 @@ static int cmp_u64(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
-void scan_gather(struct scan_result *out)
+void scan_gather(struct scan_result *out, struct discovery_source *src)
 {
 	struct listener_list ll = {0};
 
 	memset(out, 0, sizeof(*out));
 	out->started_ns = clock_mono_ns();
-	out->err = discovery_dump(&ll, 1u << TCP_LISTEN_STATE);
+	out->err = discovery_source_list(src, &ll, &out->om, &out->stats);
 	if (out->err)
 		goto done;
 	out->inos = calloc(ll.n ? ll.n : 1, sizeof(*out->inos));
@@ -35,7 +35,6 @@ void scan_gather(struct scan_result *out)
 	for (size_t i = 0; i < ll.n; i++)
 		out->inos[i] = ll.v[i].sock_ino;
 	qsort(out->inos, ll.n, sizeof(*out->inos), cmp_u64);
-	discovery_owners(out->inos, ll.n, &out->om, &out->stats);
 	for (size_t i = 0; i < ll.n; i++) {
 		struct scan_item *it = &out->items[out->n];
 		const struct owner_entry *oe;
@@ -114,8 +113,7 @@ static void *scanner_thread(void *arg)
 
 static void gather_host(struct scan_result *out, void *ctx)
 {
-	(void)ctx;
-	scan_gather(out);
+	scan_gather(out, ctx);
 }
 
 int scanner_start(struct scanner *s, scan_gather_fn gather, void *ctx)

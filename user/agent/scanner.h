@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "shared/discovery.h"
+#include "shared/discovery_source.h"
 #include "shared/paths.h"
 
 /* A listener bound to a path (abstract and unbound ones are left out). */
@@ -40,8 +41,9 @@ struct scan_result {
 	int err;                  /* 0, or -errno when the listeners could not be listed */
 };
 
-/* Gathers one scan into out (zeroed first); what failed is in out->err. */
-void scan_gather(struct scan_result *out);
+/* Gathers one scan from src into out (zeroed first); what failed is in
+ * out->err. */
+void scan_gather(struct scan_result *out, struct discovery_source *src);
 void scan_result_free(struct scan_result *r);
 
 /* What the thread runs for one scan: scan_gather, or a test's stand-in. */
@@ -62,7 +64,7 @@ struct scanner {
 };
 
 /* Creates the eventfd and starts the thread: 0 or -errno. gather NULL is
- * scan_gather. */
+ * scan_gather, with ctx the struct discovery_source it reads. */
 int scanner_start(struct scanner *s, scan_gather_fn gather, void *ctx);
 /* Asks for a scan; false when one is already asked for or under way. */
 bool scanner_request(struct scanner *s);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,12 @@ static void metrics_gauges_fill(struct agent *a, struct metrics_gauges *g)
 	memset(g, 0, sizeof(*g));
 	ep_foreach(&a->eps, status_visit, &c);
 	g->mode = attach_mode_name(a->bpf.mode);
+	g->discovery = discovery_source_name(&a->disc);
+	g->scan_duration_s = (double)(a->last_scan.ended_ns - a->last_scan.started_ns +
+				      a->last_scan.apply_ns) / 1e9;
+	g->scan_listeners = a->last_scan.listeners;
+	g->scan_processes = a->last_scan.processes;
+	g->scan_fds = a->last_scan.fds;
 	g->endpoints = a->eps.count;
 	g->endpoints_lost = c.lost;
 	g->streaks_open = a->co.n_open;
@@ -99,7 +106,7 @@ static json_t *scan_status(struct agent *a)
 	uint64_t since = 0;
 	bool busy = scanner_busy(&a->scanner, &since);
 
-	json_object_set_new(o, "source", json_string("procfs"));
+	json_object_set_new(o, "source", json_string(discovery_source_name(&a->disc)));
 	json_object_set_new(o, "in_progress", json_boolean(busy));
 	json_object_set_new(o, "current_started_mono_ns",
 			    busy ? json_integer((json_int_t)since) : json_null());
@@ -138,6 +145,8 @@ json_t *agent_status(void *ctx)
 	json_object_set_new(doc, "boot_id", json_string(a->env.boot_id));
 	json_object_set_new(doc, "mode", json_string(attach_mode_name(a->bpf.mode)));
 	json_object_set_new(doc, "mode_reason", json_string(a->bpf.mode_reason));
+	json_object_set_new(doc, "discovery", json_string(discovery_source_name(&a->disc)));
+	json_object_set_new(doc, "discovery_reason", json_string(a->disc.reason));
 	clock_format_rfc3339(a->started_mono_ns + (uint64_t)a->env.real_minus_mono_ns, ts,
 			     sizeof(ts));
 	json_object_set_new(doc, "started", json_string(ts));
@@ -192,6 +201,8 @@ void state_flush(struct agent *a, bool force)
 	doc = agent_status(a);
 	rc = state_write(&a->state, doc, now, force);
 	json_decref(doc);
+	/* the document is as large as the table: give its memory back */
+	malloc_trim(0);
 	if (rc)
 		log_warn("state file %s: %s", a->state.file, strerror(-rc));
 }

@@ -131,8 +131,8 @@ void on_connect_fail(struct agent *a, const struct sw_rec_connect *r)
 		if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
 			return;
 		ev = ev_path(a, "stale_socket", "error", r->hdr.ts_ns, path);
-		if (e && e->have_last_owner)
-			ev_owner(ev, "last_owner", &e->last_owner);
+		if (e && e->last_owner)
+			ev_owner(ev, "last_owner", e->last_owner);
 		emit(a, ev);
 	} else if (err_of_index[err_index] == EAGAIN && e && e->has_listener) {
 		struct unix_listener l;

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/discovery_source.h"
+
 static int cmp_u64(const void *x, const void *y)
 {
 	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
@@ -15,12 +17,53 @@ static int cmp_u64(const void *x, const void *y)
 	return a < b ? -1 : a > b;
 }
 
+/* Appends the owners of the sockets of ll from index `from` on, merged into
+ * h->om in its (socket inode, pid) order. */
+static int owners_of_rest(struct host_view *h, size_t from)
+{
+	struct owner_map more = {0};
+	size_t n = h->ll.n - from;
+	uint64_t *inos = calloc(n ? n : 1, sizeof(*inos));
+	int err;
+
+	if (!inos)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		inos[i] = h->ll.v[from + i].sock_ino;
+	qsort(inos, n, sizeof(*inos), cmp_u64);
+	err = discovery_owners(inos, n, &more, NULL);
+	free(inos);
+	if (!err && more.n)
+		err = owner_map_merge(&h->om, &more);
+	owner_map_free(&more);
+	return err;
+}
+
 int host_view_load(struct host_view *h)
 {
+	struct discovery_source src;
+	struct listener_list rest = {0};
+	size_t listeners;
 	int err;
 
 	memset(h, 0, sizeof(*h));
-	err = discovery_dump(&h->ll, ~0U);
+	/* the listeners and their holders, in every namespace, from the same
+	 * source the agent's scans use */
+	err = discovery_source_open(&src, DISCOVERY_AUTO);
+	if (!err)
+		err = discovery_source_list(&src, &h->ll, &h->om, NULL);
+	discovery_source_close(&src);
+	if (err)
+		return err;
+	listeners = h->ll.n;
+	/* and the sockets bound but not listening (probe tells them apart), of
+	 * the own network namespace, with their holders */
+	err = discovery_dump(&rest, ~(1u << TCP_LISTEN_STATE));
+	for (size_t i = 0; !err && i < rest.n; i++)
+		err = listener_list_append(&h->ll, &rest.v[i]);
+	listener_list_free(&rest);
+	if (!err && h->ll.n > listeners)
+		err = owners_of_rest(h, listeners);
 	if (err)
 		return err;
 	h->inos = calloc(h->ll.n ? h->ll.n : 1, sizeof(*h->inos));
@@ -29,7 +72,7 @@ int host_view_load(struct host_view *h)
 	for (size_t i = 0; i < h->ll.n; i++)
 		h->inos[i] = h->ll.v[i].sock_ino;
 	qsort(h->inos, h->ll.n, sizeof(*h->inos), cmp_u64);
-	return discovery_owners(h->inos, h->ll.n, &h->om, NULL);
+	return 0;
 }
 
 void host_view_free(struct host_view *h)

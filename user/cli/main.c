@@ -38,6 +38,8 @@ static const char usage_text[] =
 	"  --events-queue BYTES  what waits for a slow events reader before events are\n"
 	"                        dropped and counted (default 4M; 16K..1G)\n"
 	"  --mode MODE           auto | fentry | tracepoint (default auto)\n"
+	"  --discovery SOURCE    auto | iter | procfs: where listeners are found\n"
+	"                        (default auto: the BPF iterator where it loads)\n"
 	"  --window SECONDS      connect-failure coalescing window (default 30)\n"
 	"  --reconcile SECONDS   reconcile scan interval (default 10)\n"
 	"  --any-path            report connect failures on every path, not only known ones\n"
@@ -131,6 +133,7 @@ static int cmd_run(int argc, char **argv)
 		{ "events", required_argument, NULL, 'e' },
 		{ "events-queue", required_argument, NULL, 'Q' },
 		{ "mode", required_argument, NULL, 'm' },
+		{ "discovery", required_argument, NULL, 'd' },
 		{ "window", required_argument, NULL, 'W' },
 		{ "reconcile", required_argument, NULL, 'r' },
 		{ "any-path", no_argument, NULL, 'a' },
@@ -227,6 +230,11 @@ static int cmd_run(int argc, char **argv)
 		case 'm':
 			if (attach_mode_parse(optarg, &o.mode))
 				return usage_error("--mode %s: expected auto, fentry or tracepoint",
+						   optarg);
+			break;
+		case 'd':
+			if (discovery_mode_parse(optarg, &o.discovery))
+				return usage_error("--discovery %s: expected auto, iter or procfs",
 						   optarg);
 			break;
 		case 'W':

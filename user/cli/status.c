@@ -152,6 +152,8 @@ static void print_human(json_t *doc, const char *source)
 	       jstr(doc, "mode"));
 	if (*jstr(doc, "mode_reason"))
 		printf(" (%s)", jstr(doc, "mode_reason"));
+	if (*jstr(doc, "discovery"))
+		printf(", discovery %s (%s)", jstr(doc, "discovery"), jstr(doc, "discovery_reason"));
 	printf("\nstarted %s, up ", jstr(doc, "started"));
 	print_duration(json_number_value(json_object_get(doc, "uptime_s")));
 	printf("; %s\n", source);

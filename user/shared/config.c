@@ -169,6 +169,9 @@ static int agent_key(struct load_ctx *c, const char *section, const char *key, c
 		if (attach_mode_parse(value, &o->mode))
 			return fail(c, section, key, "'%s': expected auto, fentry or tracepoint",
 				    value);
+	} else if (strcmp(key, "discovery") == 0) {
+		if (discovery_mode_parse(value, &o->discovery))
+			return fail(c, section, key, "'%s': expected auto, iter or procfs", value);
 	} else if (strcmp(key, "window") == 0) {
 		if (!config_parse_seconds(value, &o->window_ns))
 			return fail(c, section, key, "'%s': expected seconds > 0", value);
@@ -501,6 +504,28 @@ int attach_mode_parse(const char *s, enum attach_mode *m)
 		*m = MODE_FENTRY;
 	else if (strcmp(s, "tracepoint") == 0)
 		*m = MODE_TRACEPOINT;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *discovery_mode_name(enum discovery_mode m)
+{
+	switch (m) {
+	case DISCOVERY_ITER: return "iter";
+	case DISCOVERY_PROCFS: return "procfs";
+	default: return "auto";
+	}
+}
+
+int discovery_mode_parse(const char *s, enum discovery_mode *m)
+{
+	if (strcmp(s, "auto") == 0)
+		*m = DISCOVERY_AUTO;
+	else if (strcmp(s, "iter") == 0)
+		*m = DISCOVERY_ITER;
+	else if (strcmp(s, "procfs") == 0)
+		*m = DISCOVERY_PROCFS;
 	else
 		return -EINVAL;
 	return 0;

@@ -35,6 +35,14 @@ const char *attach_mode_name(enum attach_mode m);
 /* "auto", "fentry" or "tracepoint"; -EINVAL otherwise. */
 int attach_mode_parse(const char *s, enum attach_mode *m);
 
+/* Where discovery's listeners come from (DESIGN §2): auto picks the BPF
+ * iterator where its program loads and runs, else procfs (sock_diag in every
+ * network namespace plus the /proc/<pid>/fd walk). */
+enum discovery_mode { DISCOVERY_AUTO = 0, DISCOVERY_ITER, DISCOVERY_PROCFS };
+const char *discovery_mode_name(enum discovery_mode m);
+/* "auto", "iter" or "procfs"; -EINVAL otherwise. */
+int discovery_mode_parse(const char *s, enum discovery_mode *m);
+
 #define CONFIG_PATH_DEFAULT "/etc/sockwarden/sockwarden.conf"
 #define CONFIG_EXEC_ARGS_MAX 32
 
@@ -78,6 +86,7 @@ struct agent_options {
 	const char *events;  /* --events FILE, "-" = stdout */
 	size_t events_queue; /* --events-queue BYTES; 0 = SINK_QUEUE_MAX_DEFAULT */
 	enum attach_mode mode;
+	enum discovery_mode discovery; /* --discovery */
 	uint64_t window_ns;  /* --window */
 	uint64_t reconcile_ns; /* --reconcile */
 	bool any_path;

@@ -7,6 +7,7 @@
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +16,12 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "diag_netns.h"
 #include "paths.h"
 
 uint64_t kdev_to_dev(uint32_t kdev)
 {
 	return makedev(kdev >> 20, kdev & 0xfffff);
-}
-
-static int diag_open(void)
-{
-	return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 }
 
 static int diag_send(int fd, uint32_t states, uint64_t ino, bool dump)
@@ -93,7 +90,7 @@ static void diag_parse(const struct unix_diag_msg *m, size_t len,
 	}
 }
 
-static int listener_list_add(struct listener_list *out, const struct unix_listener *l)
+int listener_list_append(struct listener_list *out, const struct unix_listener *l)
 {
 	if (out->n == out->cap) {
 		size_t cap = out->cap ? out->cap * 2 : 64;
@@ -137,7 +134,7 @@ static int diag_recv(int fd, struct listener_list *out, bool dump)
 				int err;
 
 				diag_parse(NLMSG_DATA(h), h->nlmsg_len - NLMSG_HDRLEN, &l);
-				err = listener_list_add(out, &l);
+				err = listener_list_append(out, &l);
 				if (err)
 					return err;
 				if (!dump)
@@ -147,36 +144,206 @@ static int diag_recv(int fd, struct listener_list *out, bool dump)
 	}
 }
 
-int discovery_dump(struct listener_list *out, uint32_t states)
-{
-	int fd = diag_open(), err;
+struct diag_query {
+	uint32_t states;
+	uint64_t ino;   /* exact look-up of this inode; 0 with dump */
+	bool dump;
+	uint32_t netns; /* the namespace asked: set on what it answers */
+	struct listener_list *out;
+};
 
-	if (fd < 0)
-		return -errno;
-	err = diag_send(fd, states, 0, true);
+static int diag_query_fd(int fd, void *ctx)
+{
+	struct diag_query *q = ctx;
+	size_t first = q->out->n;
+	int err = diag_send(fd, q->states, q->ino, q->dump);
+
 	if (!err)
-		err = diag_recv(fd, out, true);
-	close(fd);
+		err = diag_recv(fd, q->out, q->dump);
+	for (size_t i = first; i < q->out->n; i++)
+		q->out->v[i].netns_ino = q->netns;
 	return err;
 }
 
-int discovery_get(uint64_t sock_ino, struct unix_listener *out)
+static int diag_query_in(uint32_t netns, pid_t via, struct diag_query *q)
+{
+	q->netns = netns ? netns : diag_netns_own();
+	return diag_netns_with(q->netns, via, diag_query_fd, q);
+}
+
+int discovery_dump(struct listener_list *out, uint32_t states)
+{
+	struct diag_query q = { .states = states, .dump = true, .out = out };
+
+	return diag_query_in(0, 0, &q);
+}
+
+int discovery_dump_all(struct listener_list *out, uint32_t states, size_t *n_netns)
+{
+	struct netns_ref *ns;
+	uint32_t *alive;
+	size_t n = 0;
+	int err = diag_netns_list(&ns, &n);
+
+	*n_netns = 0;
+	if (err)
+		return err;
+	alive = calloc(n ? n : 1, sizeof(*alive));
+	if (!alive) {
+		free(ns);
+		return -ENOMEM;
+	}
+	/* the own namespace first: its failure fails the dump */
+	err = discovery_dump(out, states);
+	for (size_t i = 0; i < n && !err; i++) {
+		struct diag_query q = { .states = states, .dump = true, .out = out };
+		size_t before = out->n;
+		int rc;
+
+		alive[i] = ns[i].ino;
+		if (ns[i].ino == diag_netns_own())
+			continue;
+		rc = diag_query_in(ns[i].ino, ns[i].pid, &q);
+		if (rc == -ENOMEM)
+			err = rc;
+		else if (rc)
+			out->n = before; /* its only process left meanwhile: nothing lost */
+		else
+			(*n_netns)++;
+	}
+	(*n_netns)++;
+	if (!err)
+		diag_netns_prune(alive, n);
+	free(alive);
+	free(ns);
+	return err;
+}
+
+int discovery_get_in(uint32_t netns, pid_t via, uint64_t sock_ino, struct unix_listener *out)
 {
 	struct listener_list l = {0};
-	int fd = diag_open(), err;
+	struct diag_query q = { .states = ~0U, .ino = sock_ino, .out = &l };
+	int err = diag_query_in(netns, via, &q);
 
-	if (fd < 0)
-		return -errno;
-	err = diag_send(fd, ~0U, sock_ino, false);
-	if (!err)
-		err = diag_recv(fd, &l, false);
-	close(fd);
 	if (!err && l.n == 0)
 		err = -ENOENT;
 	if (!err)
 		*out = l.v[0];
 	listener_list_free(&l);
 	return err;
+}
+
+/*
+ * Sockets of other network namespaces that no kept sock_diag socket can see
+ * (the agent cannot enter a namespace without CAP_SYS_ADMIN): the discovery
+ * source lists a holder's listeners itself (the iterator, scoped to one
+ * process), and the holders are remembered from its scans.
+ */
+static pthread_mutex_t foreign_mu = PTHREAD_MUTEX_INITIALIZER;
+static discovery_pid_listeners_fn foreign_fn;
+static void *foreign_ctx;
+static struct foreign_holder {
+	uint64_t sock_ino;
+	pid_t pid;
+} *holders;
+static size_t n_holders;
+
+void discovery_set_foreign(discovery_pid_listeners_fn fn, void *ctx)
+{
+	pthread_mutex_lock(&foreign_mu);
+	foreign_fn = fn;
+	foreign_ctx = ctx;
+	pthread_mutex_unlock(&foreign_mu);
+}
+
+static int cmp_holder(const void *a, const void *b)
+{
+	const struct foreign_holder *x = a, *y = b;
+
+	return (x->sock_ino > y->sock_ino) - (x->sock_ino < y->sock_ino);
+}
+
+void discovery_note_foreign(const struct listener_list *ll, const struct owner_map *om)
+{
+	struct foreign_holder *v = calloc(ll->n ? ll->n : 1, sizeof(*v));
+	size_t n = 0;
+
+	if (!v)
+		return; /* the last scan's holders stay */
+	for (size_t i = 0; i < ll->n; i++) {
+		const struct owner_entry *oe;
+		size_t n_owners;
+
+		if (!ll->v[i].netns_ino || ll->v[i].netns_ino == diag_netns_own())
+			continue;
+		oe = owner_map_find(om, ll->v[i].sock_ino, &n_owners);
+		if (n_owners)
+			v[n++] = (struct foreign_holder){ ll->v[i].sock_ino, oe[0].o.pid };
+	}
+	qsort(v, n, sizeof(*v), cmp_holder);
+	pthread_mutex_lock(&foreign_mu);
+	free(holders);
+	holders = v;
+	n_holders = n;
+	pthread_mutex_unlock(&foreign_mu);
+}
+
+/* The listeners of pid through the source's own look-up; -ENOSYS without. */
+static int foreign_pid_listeners(pid_t pid, struct listener_list *out)
+{
+	discovery_pid_listeners_fn fn;
+	void *ctx;
+
+	pthread_mutex_lock(&foreign_mu);
+	fn = foreign_fn;
+	ctx = foreign_ctx;
+	pthread_mutex_unlock(&foreign_mu);
+	return fn ? fn(pid, out, ctx) : -ENOSYS;
+}
+
+static int foreign_get(uint64_t sock_ino, struct unix_listener *out)
+{
+	struct foreign_holder key = { .sock_ino = sock_ino }, *h;
+	struct listener_list ll = {0};
+	pid_t pid = 0;
+	int err;
+
+	pthread_mutex_lock(&foreign_mu);
+	h = n_holders ? bsearch(&key, holders, n_holders, sizeof(*holders), cmp_holder) : NULL;
+	if (h)
+		pid = h->pid;
+	pthread_mutex_unlock(&foreign_mu);
+	if (!pid)
+		return -ENOENT;
+	err = foreign_pid_listeners(pid, &ll);
+	if (!err) {
+		err = -ENOENT;
+		for (size_t i = 0; i < ll.n && err; i++)
+			if (ll.v[i].sock_ino == sock_ino) {
+				*out = ll.v[i];
+				err = 0;
+			}
+	}
+	listener_list_free(&ll);
+	return err == -ENOSYS || err == -ESRCH ? -ENOENT : err;
+}
+
+int discovery_get(uint64_t sock_ino, struct unix_listener *out)
+{
+	uint32_t *known;
+	size_t n;
+	int err = discovery_get_in(0, 0, sock_ino, out);
+
+	if (err != -ENOENT)
+		return err;
+	/* not in the own namespace: in one a socket is kept for ... */
+	if (diag_netns_known(&known, &n) == 0) {
+		for (size_t i = 0; i < n && err == -ENOENT; i++)
+			err = discovery_get_in(known[i], 0, sock_ino, out);
+		free(known);
+	}
+	/* ... or held by a process the source can ask after */
+	return err == -ENOENT ? foreign_get(sock_ino, out) : err;
 }
 
 void listener_list_free(struct listener_list *l)
@@ -349,7 +516,17 @@ int discovery_pid_listeners(pid_t pid, struct listener_list *out)
 	size_t n = 0, cap = 0;
 	int err = 0;
 	DIR *d;
+	uint32_t netns = diag_netns_of_pid(pid);
 
+	if (!netns)
+		return -ESRCH;
+	if (netns != diag_netns_own()) {
+		/* the source sees every namespace; a kept socket only some */
+		err = foreign_pid_listeners(pid, out);
+		if (err != -ENOSYS)
+			return err;
+		err = 0;
+	}
 	snprintf(fddir, sizeof(fddir), "/proc/%d/fd", pid);
 	d = opendir(fddir);
 	if (!d)
@@ -378,10 +555,11 @@ int discovery_pid_listeners(pid_t pid, struct listener_list *out)
 	for (size_t i = 0; i < n && !err; i++) {
 		struct unix_listener l = {0};
 
-		if ((i && inos[i] == inos[i - 1]) || discovery_get(inos[i], &l) != 0 ||
-		    l.state != 10 /* LISTEN */)
+		if ((i && inos[i] == inos[i - 1]) ||
+		    discovery_get_in(netns, pid, inos[i], &l) != 0 ||
+		    l.state != TCP_LISTEN_STATE)
 			continue; /* a dup'ed fd, not AF_UNIX, closed since, not listening */
-		err = listener_list_add(out, &l);
+		err = listener_list_append(out, &l);
 	}
 	free(inos);
 	return err;
@@ -466,6 +644,23 @@ int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out,
 	st.listeners = n_inos;
 	if (stats)
 		*stats = st;
+	return 0;
+}
+
+int owner_map_merge(struct owner_map *into, const struct owner_map *more)
+{
+	if (into->n + more->n > into->cap) {
+		size_t cap = into->n + more->n;
+		struct owner_entry *nv = realloc(into->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		into->v = nv;
+		into->cap = cap;
+	}
+	memcpy(into->v + into->n, more->v, more->n * sizeof(*more->v));
+	into->n += more->n;
+	qsort(into->v, into->n, sizeof(*into->v), cmp_owner_entry);
 	return 0;
 }
 

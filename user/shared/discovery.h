@@ -23,12 +23,16 @@ struct unix_listener {
 	uint8_t state;
 	uint16_t name_len;  /* bytes of name; abstract names start with NUL */
 	char name[108];
+	uint32_t netns_ino; /* the socket's network namespace (its nsfs inode) */
+	uint32_t vfs_nlink; /* links of the bound file (the iterator only; 0 unknown) */
 };
 
 struct listener_list {
 	struct unix_listener *v;
 	size_t n, cap;
 };
+
+struct owner_map;
 
 struct owner {
 	pid_t pid;
@@ -39,13 +43,35 @@ struct owner {
 	/* For interpreters (python, perl, node, …) the program is the script:
 	 * its first non-option argument. Empty otherwise. */
 	char script[256];
+	uint32_t mntns_ino; /* the holder's mount namespace (nsfs inode); 0 unknown */
+	uint64_t cgroup_id; /* the holder's cgroup v2 id (the iterator only; 0 unknown) */
 };
 
-/* All AF_UNIX sockets in the given TCP-like states (1 << 10 = LISTEN). */
+/* All AF_UNIX sockets of the agent's own network namespace in the given
+ * TCP-like states (1 << 10 = LISTEN). */
 int discovery_dump(struct listener_list *out, uint32_t states);
-/* One socket by its sockfs inode; -ENOENT when it is gone. */
+/* The same in every network namespace a process of the host is in (the
+ * fallback's discovery, diag_netns.h); *n_netns: how many were asked. */
+int discovery_dump_all(struct listener_list *out, uint32_t states, size_t *n_netns);
+/* One socket by its sockfs inode in network namespace netns (0: the own),
+ * entered through process via when no socket is kept for it yet; -ENOENT
+ * when it is gone. */
+int discovery_get_in(uint32_t netns, pid_t via, uint64_t sock_ino, struct unix_listener *out);
+/* The same in the own namespace, then in every one a socket is kept for,
+ * then through the holder the last scan named (discovery_note_foreign). */
 int discovery_get(uint64_t sock_ino, struct unix_listener *out);
+
+/* Lists the listening AF_UNIX sockets one process holds, in any namespace. */
+typedef int (*discovery_pid_listeners_fn)(pid_t pid, struct listener_list *out, void *ctx);
+/* The source's look-up for processes of other network namespaces (the
+ * iterator scoped to one process); NULL: none. */
+void discovery_set_foreign(discovery_pid_listeners_fn fn, void *ctx);
+/* Remembers a holder of each listener of another network namespace in ll
+ * (owners from om), for discovery_get; replaces what the last call noted. */
+void discovery_note_foreign(const struct listener_list *ll, const struct owner_map *om);
 void listener_list_free(struct listener_list *l);
+/* Appends a copy of l; -ENOMEM. */
+int listener_list_append(struct listener_list *out, const struct unix_listener *l);
 
 /* owners: sock_ino -> processes holding it */
 struct owner_entry {
@@ -68,6 +94,8 @@ int discovery_owners(const uint64_t *inos, size_t n_inos, struct owner_map *out,
 const struct owner_entry *owner_map_find(const struct owner_map *m, uint64_t sock_ino,
 					 size_t *n);
 void owner_map_free(struct owner_map *m);
+/* Adds more's entries to into, keeping the (socket inode, pid) order; -ENOMEM. */
+int owner_map_merge(struct owner_map *into, const struct owner_map *more);
 /* Fills comm, uid and exe of pid; false when the process is gone. */
 bool owner_read(pid_t pid, struct owner *o);
 /* Whether two processes run the same program (exe, and script for interpreters). */

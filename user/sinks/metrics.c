@@ -143,6 +143,18 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g, si
 	family(&b, "build_info", "gauge", "Version and attach mode of the running agent.");
 	bprintf(&b, "sockwarden_build_info{version=\"%s\",mode=\"%s\"} 1\n", SOCKWARDEN_VERSION,
 		g->mode ? g->mode : "none");
+	family(&b, "discovery_info", "gauge", "Where the agent's scans find listeners.");
+	bprintf(&b, "sockwarden_discovery_info{source=\"%s\"} 1\n",
+		g->discovery ? g->discovery : "none");
+	family(&b, "scan_duration_seconds", "gauge",
+	       "How long the last reconcile scan took, gathering and applying.");
+	bprintf(&b, "sockwarden_scan_duration_seconds %.6f\n", g->scan_duration_s);
+	family(&b, "scan_listeners", "gauge", "Listening AF_UNIX sockets the last scan found.");
+	bprintf(&b, "sockwarden_scan_listeners %llu\n", (unsigned long long)g->scan_listeners);
+	family(&b, "scan_processes", "gauge", "Processes the last scan looked at.");
+	bprintf(&b, "sockwarden_scan_processes %llu\n", (unsigned long long)g->scan_processes);
+	family(&b, "scan_fds", "gauge", "File descriptors the last scan looked at.");
+	bprintf(&b, "sockwarden_scan_fds %llu\n", (unsigned long long)g->scan_fds);
 	family(&b, "start_time_seconds", "gauge", "When the agent started, Unix time.");
 	bprintf(&b, "sockwarden_start_time_seconds %.3f\n", g->start_time_s);
 	family(&b, "events_total", "counter", "Events emitted, by event type.");

@@ -20,6 +20,10 @@
 /* What the loop knows at render time and the metrics do not keep. */
 struct metrics_gauges {
 	const char *mode;
+	const char *discovery;  /* iter or procfs */
+	/* the last applied reconcile scan: how long, and what it covered */
+	double scan_duration_s;
+	uint64_t scan_listeners, scan_processes, scan_fds;
 	uint64_t endpoints, endpoints_lost, streaks_open, registered, circuits_open;
 	uint64_t failures_by_err[SW_ERR_MAX]; /* the kernel's exact counts */
 	uint64_t kernel_drops[4];             /* ringbuf, stat map, client map, inflight */

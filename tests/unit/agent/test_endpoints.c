@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "agent/endpoints.h"
+#include "shared/clock.h"
 #include "shared/paths.h"
 
 static int setup_table(void **state)
@@ -282,9 +283,9 @@ static void test_set_listener_records_owners(void **state)
 	assert_true(e->l.vfs_ino == 8);
 	assert_int_equal(e->n_owners, 2);
 	assert_int_equal(e->owners[1].pid, 11);
-	assert_true(e->have_last_owner);
-	assert_int_equal(e->last_owner.pid, 10);
-	assert_string_equal(e->last_owner.comm, "master");
+	assert_non_null(e->last_owner);
+	assert_int_equal(e->last_owner->pid, 10);
+	assert_string_equal(e->last_owner->comm, "master");
 }
 
 static void test_set_listener_without_owners_keeps_known_owners(void **state)
@@ -334,8 +335,8 @@ static void test_clear_listener_keeps_last_owner(void **state)
 	assert_true(e->l.sock_ino == 0);
 	assert_null(ep_find_sock_ino(t, 7));
 	/* for stale_socket's last_owner */
-	assert_true(e->have_last_owner);
-	assert_int_equal(e->last_owner.pid, 10);
+	assert_non_null(e->last_owner);
+	assert_int_equal(e->last_owner->pid, 10);
 }
 
 /* ----- iteration ----- */
@@ -501,25 +502,325 @@ static void test_dir_path_rejects_small_output(void **state)
 	assert_string_equal(out, "/run/app");
 }
 
-static void test_dir_index_by_identity(void **state)
+/* ----- directories and owners are the table's, shared ----- */
+
+static void test_dirs_are_shared_by_endpoints_below_them(void **state)
 {
 	struct endpoint_table *t = *state;
-	struct endpoint *e = add(t, "/run/app/x.sock");
+	struct endpoint *a = add(t, "/run/app/a.sock");
+	struct endpoint *b = add(t, "/run/app/b.sock");
+	struct endpoint *c = add(t, "/run/other/c.sock");
 
-	assert_int_equal(ep_dir_index(e, 0x803, 2), -1);
-	e->dirs[0] = (struct ep_dir){ .dev = 0x803, .ino = 2 };
-	e->dirs[1] = (struct ep_dir){ .dev = 0x16, .ino = 1 };
-	e->dirs[2] = (struct ep_dir){ .dev = 0x16, .ino = 4711 };
-	e->n_dirs = 3;
-	assert_int_equal(ep_dir_index(e, 0x803, 2), 0);
-	assert_int_equal(ep_dir_index(e, 0x16, 1), 1);
-	assert_int_equal(ep_dir_index(e, 0x16, 4711), 2);
-	/* both dev and ino must match */
-	assert_int_equal(ep_dir_index(e, 0x803, 4711), -1);
-	assert_int_equal(ep_dir_index(e, 0x16, 2), -1);
-	/* only the recorded ones count */
-	e->dirs[3] = (struct ep_dir){ .dev = 0x16, .ino = 99 };
-	assert_int_equal(ep_dir_index(e, 0x16, 99), -1);
+	/* "/", "/run", "/run/app", "/run/other" */
+	assert_int_equal(t->dirs.count, 4);
+	for (size_t i = 0; i < 3; i++)
+		assert_ptr_equal(ep_dir_node_at(a, i), ep_dir_node_at(b, i));
+	assert_ptr_equal(ep_dir_node_at(a, 1), ep_dir_node_at(c, 1));
+	assert_ptr_not_equal(ep_dir_node_at(a, 2), ep_dir_node_at(c, 2));
+	assert_string_equal(ep_dir_node_at(a, 0)->path, "/");
+	assert_string_equal(ep_dir_node_at(a, 1)->path, "/run");
+	assert_string_equal(ep_dir_node_at(a, 2)->path, "/run/app");
+	assert_string_equal(ep_dir_node_at(c, 2)->path, "/run/other");
+	/* the socket itself is not one of them */
+	assert_null(ep_dir_node_at(a, 3));
+	/* nothing recorded yet */
+	assert_null(ep_dir_at(a, 0));
+	assert_int_equal(a->n_dirs, 0);
+}
+
+static void test_dirs_go_with_the_last_endpoint_below_them(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct endpoint *a = add(t, "/run/app/a.sock");
+	struct endpoint *b = add(t, "/run/app/b.sock");
+	struct endpoint *c = add(t, "/run/other/c.sock");
+
+	ep_remove(t, a);
+	assert_int_equal(t->dirs.count, 4); /* b still needs /run/app */
+	ep_remove(t, b);
+	assert_int_equal(t->dirs.count, 3); /* "/", "/run", "/run/other" */
+	assert_string_equal(ep_dir_node_at(c, 2)->path, "/run/other");
+	ep_remove(t, c);
+	assert_int_equal(t->dirs.count, 0);
+	/* and come back */
+	c = add(t, "/run/other/c.sock");
+	assert_int_equal(t->dirs.count, 3);
+}
+
+static void test_dirs_of_ten_thousand_endpoints_in_one_directory(void **state)
+{
+	struct endpoint_table *t = *state;
+	enum { N = 10000 };
+	struct endpoint *first = NULL;
+	char path[64];
+
+	for (int i = 0; i < N; i++) {
+		struct endpoint *e;
+
+		snprintf(path, sizeof(path), "/sw-ep-absent/scale/l%05d.sock", i);
+		e = add(t, path);
+		if (!first)
+			first = e;
+		assert_ptr_equal(e->dir, first->dir);
+	}
+	assert_int_equal(t->dirs.count, 3);
+	assert_int_equal(first->dir->refs, N);
+	/* what they record ("/" exists, the rest not) is one record */
+	ep_fs_batch_begin(t);
+	for (int i = 0; i < N; i++) {
+		snprintf(path, sizeof(path), "/sw-ep-absent/scale/l%05d.sock", i);
+		ep_record_fs(ep_lookup(t, path));
+	}
+	ep_fs_batch_end(t);
+	assert_int_equal(first->n_dirs, 1);
+	assert_int_equal(t->dir_recs.count, 1);
+	assert_int_equal(first->dirs->refs, N);
+}
+
+static void test_dirs_of_many_directories(void **state)
+{
+	struct endpoint_table *t = *state;
+	enum { N = 3000 };
+	char path[64];
+
+	/* the set of directories grows past its first buckets */
+	for (int i = 0; i < N; i++) {
+		snprintf(path, sizeof(path), "/srv/d%d/x.sock", i);
+		add(t, path);
+	}
+	assert_int_equal(t->dirs.count, N + 2);
+	assert_true(t->dirs.n_buckets >= N);
+	for (int i = 0; i < N; i++) {
+		const struct endpoint *e;
+
+		snprintf(path, sizeof(path), "/srv/d%d/x.sock", i);
+		e = ep_lookup(t, path);
+		assert_non_null(e);
+		snprintf(path, sizeof(path), "/srv/d%d", i);
+		assert_string_equal(ep_dir_node_at(e, 2)->path, path);
+		assert_string_equal(ep_dir_node_at(e, 1)->path, "/srv");
+	}
+	for (int i = 0; i < N; i++) {
+		snprintf(path, sizeof(path), "/srv/d%d/x.sock", i);
+		ep_remove(t, ep_lookup(t, path));
+	}
+	assert_int_equal(t->dirs.count, 0);
+}
+
+static void test_dirs_of_top_level_and_root_paths(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct endpoint *top = add(t, "/x.sock");
+	struct endpoint *root = add(t, "/");
+
+	assert_int_equal(t->dirs.count, 1);
+	assert_ptr_equal(top->dir, root->dir);
+	assert_int_equal(top->dir->depth, 0);
+	assert_string_equal(top->dir->path, "/");
+	assert_null(ep_dir_node_at(top, 1));
+}
+
+static void test_dirs_deeper_than_max_depth_are_capped(void **state)
+{
+	struct endpoint_table *t = *state;
+	char path[512] = "", out[512];
+	struct endpoint *e;
+
+	for (int i = 0; i < EP_MAX_DEPTH + 8; i++)
+		strcat(path, "/d");
+	strcat(path, "/x.sock");
+	e = add(t, path);
+	assert_int_equal(t->dirs.count, EP_MAX_DEPTH);
+	assert_non_null(ep_dir_node_at(e, EP_MAX_DEPTH - 1));
+	assert_null(ep_dir_node_at(e, EP_MAX_DEPTH));
+	assert_true(ep_dir_path(e, EP_MAX_DEPTH - 1, out, sizeof(out)));
+	assert_string_equal(ep_dir_node_at(e, EP_MAX_DEPTH - 1)->path, out);
+	/* the names beyond are still the path's */
+	assert_true(ep_dir_path(e, EP_MAX_DEPTH + 3, out, sizeof(out)));
+}
+
+struct removals {
+	char seen[4][64];
+	size_t n;
+	bool had_dir;
+};
+
+static void on_remove(struct endpoint *e, void *ctx)
+{
+	struct removals *r = ctx;
+
+	assert_true(r->n < 4);
+	snprintf(r->seen[r->n++], sizeof(r->seen[0]), "%s", e->path);
+	/* told before the entry goes: all of it is still there */
+	r->had_dir = e->dir && strcmp(e->dir->path, "/run/app") == 0;
+}
+
+static void test_remove_tells_before_it_frees(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct removals r = {0};
+	struct endpoint *a = add(t, "/run/app/a.sock");
+
+	add(t, "/run/app/b.sock");
+	t->on_remove = on_remove;
+	t->on_remove_ctx = &r;
+	ep_remove(t, a);
+	assert_int_equal(r.n, 1);
+	assert_string_equal(r.seen[0], "/run/app/a.sock");
+	assert_true(r.had_dir);
+	/* freeing the table tells of the rest */
+	ep_table_free(t);
+	assert_int_equal(r.n, 2);
+	assert_string_equal(r.seen[1], "/run/app/b.sock");
+	assert_int_equal(ep_table_init(t, 0), 0); /* for the teardown */
+}
+
+static void test_counted_keys_are_freed_with_the_table(void **state)
+{
+	struct endpoint_table *t = *state;
+
+	/* what bpf_attach.c counts lives in the table: it goes with it */
+	for (uint64_t i = 0; i < 200; i++) {
+		struct ep_key_count *c = calloc(1, sizeof(*c));
+
+		assert_non_null(c);
+		c->id.ino = i;
+		c->link.hash = i * 7919;
+		ep_intern_add(i % 2 ? &t->counted_names : &t->counted_inodes, &c->link);
+	}
+	assert_int_equal(t->counted_names.count, 100);
+	assert_true(t->counted_names.n_buckets >= 100);
+	for (struct ep_link *l = ep_intern_chain(&t->counted_inodes, 10 * 7919); l; l = l->next)
+		if (((struct ep_key_count *)l)->id.ino == 10)
+			return;
+	fail_msg("key 10 not found");
+}
+
+static uint64_t fake_now = 1000;
+
+static uint64_t fake_clock(void)
+{
+	return fake_now;
+}
+
+static void test_set_listener_takes_the_tables_clock(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct endpoint *e = add(t, "/run/a.sock");
+	struct unix_listener l = listener(7, 8);
+
+	t->clock = fake_clock;
+	fake_now = 5 * NSEC_PER_SEC;
+	ep_set_listener(e, &l, NULL, 0);
+	assert_true(e->listener_set_ns == 5 * NSEC_PER_SEC);
+	fake_now += 250 * NSEC_PER_MSEC;
+	ep_set_listener(e, &l, NULL, 0);
+	assert_true(e->listener_set_ns == 5 * NSEC_PER_SEC + 250 * NSEC_PER_MSEC);
+}
+
+static void test_owners_are_shared_by_listeners_of_one_server(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct endpoint *a = add(t, "/run/a.sock"), *b = add(t, "/run/b.sock");
+	struct endpoint *c = add(t, "/run/c.sock");
+	struct unix_listener la = listener(1, 2), lb = listener(3, 4), lc = listener(5, 6);
+	struct owner o[2] = { owner(10, "master"), owner(11, "worker") };
+	struct owner other = owner(20, "other");
+
+	ep_set_listener(a, &la, o, 2);
+	ep_set_listener(b, &lb, o, 2);
+	ep_set_listener(c, &lc, &other, 1);
+	assert_ptr_equal(a->owners, b->owners);
+	assert_ptr_not_equal(a->owners, o);
+	assert_ptr_not_equal(a->owners, c->owners);
+	assert_int_equal(t->owner_sets.count, 2);
+	/* the first owner alone is another list */
+	ep_set_listener(b, &lb, o, 1);
+	assert_ptr_not_equal(a->owners, b->owners);
+	assert_int_equal(b->n_owners, 1);
+	assert_int_equal(b->owners[0].pid, 10);
+	assert_int_equal(a->n_owners, 2);
+	assert_int_equal(a->owners[1].pid, 11);
+	assert_int_equal(t->owner_sets.count, 3);
+	/* a scan that sees the same owners again changes nothing */
+	{
+		const struct owner *before = a->owners;
+
+		ep_set_listener(a, &la, o, 2);
+		assert_ptr_equal(a->owners, before);
+	}
+	/* a cleared listener's list stays as its last owner ... */
+	ep_clear_listener(c);
+	assert_null(c->owners);
+	assert_int_equal(c->last_owner->pid, other.pid);
+	assert_int_equal(t->owner_sets.count, 3);
+	/* ... and a list goes with the last endpoint that refers to it */
+	ep_remove(t, c);
+	assert_int_equal(t->owner_sets.count, 2);
+	ep_remove(t, b);
+	assert_int_equal(t->owner_sets.count, 1);
+	ep_remove(t, a);
+	assert_int_equal(t->owner_sets.count, 0);
+}
+
+static void test_owners_are_a_copy(void **state)
+{
+	struct owner o = owner(10, "master");
+	struct unix_listener l = listener(1, 2);
+	struct endpoint *e = add(*state, "/run/a.sock");
+
+	/* the caller's array is its own to change after */
+	ep_set_listener(e, &l, &o, 1);
+	o.pid = 99;
+	snprintf(o.comm, sizeof(o.comm), "changed");
+	assert_int_equal(e->owners[0].pid, 10);
+	assert_string_equal(e->owners[0].comm, "master");
+	assert_int_equal(e->last_owner->pid, 10);
+}
+
+static void test_owners_of_many_servers(void **state)
+{
+	struct endpoint_table *t = *state;
+	enum { N = 2000 };
+	struct unix_listener l = listener(1, 2);
+	char path[64];
+
+	/* distinct owners everywhere: the set grows past its first buckets */
+	for (int i = 0; i < N; i++) {
+		struct owner o = owner(1000 + i, "srv");
+
+		snprintf(path, sizeof(path), "/run/s%d.sock", i);
+		ep_set_listener(add(t, path), &l, &o, 1);
+	}
+	assert_int_equal(t->owner_sets.count, N);
+	for (int i = 0; i < N; i++) {
+		const struct endpoint *e;
+
+		snprintf(path, sizeof(path), "/run/s%d.sock", i);
+		e = ep_lookup(t, path);
+		assert_int_equal(e->n_owners, 1);
+		assert_int_equal(e->owners[0].pid, 1000 + i);
+	}
+}
+
+static void test_endpoint_of_no_table_keeps_its_own_owners(void **state)
+{
+	struct endpoint e = { .path = (char *)"/run/a.sock" };
+	struct unix_listener l = listener(1, 2);
+	struct owner o = owner(10, "master");
+
+	(void)state;
+	ep_set_listener(&e, &l, &o, 1);
+	assert_int_equal(e.n_owners, 1);
+	assert_int_equal(e.owners[0].pid, 10);
+	assert_null(ep_dir_at(&e, 0));
+	assert_int_equal(ep_dir_index(&e, 1, 2), -1);
+	ep_clear_listener(&e);
+	assert_null(e.owners);
+	/* the last owner stays, the endpoint's own copy, until released */
+	assert_int_equal(e.last_owner->pid, 10);
+	ep_release(&e);
+	assert_null(e.last_owner);
 }
 
 /* ----- ep_record_fs, against a real directory tree ----- */
@@ -617,10 +918,11 @@ static void test_record_fs_records_dirs_and_socket_file(void **state)
 	assert_int_equal(e->n_dirs, depth_of(tr->sock));
 	for (size_t i = 0; i < e->n_dirs; i++) {
 		assert_true(ep_dir_path(e, i, dir, sizeof(dir)));
-		assert_dir_recorded(&e->dirs[i], dir);
+		assert_dir_recorded(ep_dir_at(e, i), dir);
 	}
-	assert_int_equal(e->dirs[e->n_dirs - 1].mode, 0700);   /* sub */
-	assert_int_equal(e->dirs[e->n_dirs - 2].mode, 0750);   /* app */
+	assert_int_equal(ep_dir_at(e, e->n_dirs - 1)->mode, 0700);   /* sub */
+	assert_int_equal(ep_dir_at(e, e->n_dirs - 2)->mode, 0750);   /* app */
+	assert_null(ep_dir_at(e, e->n_dirs));
 	assert_int_equal(lstat(tr->sock, &st), 0);
 	assert_int_equal(e->file_uid, st.st_uid);
 	assert_int_equal(e->file_gid, st.st_gid);
@@ -640,15 +942,15 @@ static void test_record_fs_keeps_what_it_knew_of_removed_dirs(void **state)
 
 	ep_record_fs(e);
 	n = e->n_dirs;
-	sub = e->dirs[n - 1];
-	app = e->dirs[n - 2];
+	sub = *ep_dir_at(e, n - 1);
+	app = *ep_dir_at(e, n - 2);
 	/* a cleanup job removes app/sub and the socket file in it */
 	assert_int_equal(unlink(tr->sock), 0);
 	assert_int_equal(rmdir(tr->sub), 0);
 	ep_record_fs(e);
 	assert_int_equal(e->n_dirs, n);
-	assert_memory_equal(&e->dirs[n - 1], &sub, sizeof(sub));
-	assert_memory_equal(&e->dirs[n - 2], &app, sizeof(app));
+	assert_memory_equal(ep_dir_at(e, n - 1), &sub, sizeof(sub));
+	assert_memory_equal(ep_dir_at(e, n - 2), &app, sizeof(app));
 	/* the socket file's recorded owner and mode survive too */
 	assert_int_equal(e->file_mode, 0660);
 }
@@ -691,6 +993,168 @@ static void test_record_fs_stops_at_a_non_directory(void **state)
 	assert_int_equal(e->n_dirs, depth_of(tr->root) + 1); /* "/" ... root */
 }
 
+static void test_record_dirs_and_file_apart(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct tree *tr = &g_tree;
+	struct endpoint *e = add(t, tr->sock);
+	struct stat st;
+
+	/* the directories alone leave the socket file's record as it was */
+	ep_record_dirs(e);
+	assert_int_equal(e->n_dirs, depth_of(tr->sock));
+	assert_int_equal(e->file_mode, 0);
+	/* a look at the file from elsewhere (its guard: the same inode) */
+	assert_int_equal(lstat(tr->sock, &st), 0);
+	ep_record_file(e, &st);
+	assert_int_equal(e->file_mode, 0660);
+	assert_int_equal(e->file_uid, st.st_uid);
+	assert_int_equal(e->file_gid, st.st_gid);
+	/* a look at anything but a socket says nothing of it */
+	assert_int_equal(stat(tr->sub, &st), 0);
+	ep_record_file(e, &st);
+	assert_int_equal(e->file_mode, 0660);
+}
+
+static void test_dir_index_by_identity(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct tree *tr = &g_tree;
+	struct endpoint *e = add(t, tr->sock);
+	struct stat root, app, sub, sock;
+	char path[256];
+	struct endpoint *gone;
+
+	assert_int_equal(stat("/", &root), 0);
+	assert_int_equal(stat(tr->app, &app), 0);
+	assert_int_equal(stat(tr->sub, &sub), 0);
+	assert_int_equal(lstat(tr->sock, &sock), 0);
+	/* only what was recorded counts */
+	assert_int_equal(ep_dir_index(e, app.st_dev, app.st_ino), -1);
+	ep_record_fs(e);
+	assert_int_equal(ep_dir_index(e, root.st_dev, root.st_ino), 0);
+	assert_int_equal(ep_dir_index(e, app.st_dev, app.st_ino), (int)e->n_dirs - 2);
+	assert_int_equal(ep_dir_index(e, sub.st_dev, sub.st_ino), (int)e->n_dirs - 1);
+	/* both dev and ino must match; the socket file is no directory of it */
+	assert_int_equal(ep_dir_index(e, app.st_dev + 1, app.st_ino), -1);
+	assert_int_equal(ep_dir_index(e, sock.st_dev, sock.st_ino), -1);
+	/* root/gone/x.sock: "gone" was never there to record */
+	join(path, sizeof(path), tr->root, "gone/x.sock");
+	gone = add(t, path);
+	ep_record_fs(gone);
+	assert_int_equal(gone->n_dirs, depth_of(tr->root) + 1);
+	assert_int_equal(ep_dir_index(gone, app.st_dev, app.st_ino), -1);
+	assert_int_equal(stat(tr->root, &sock), 0);
+	assert_int_equal(ep_dir_index(gone, sock.st_dev, sock.st_ino), (int)depth_of(tr->root));
+}
+
+/* The tree's socket (recorded) and a neighbour in its directory (no socket
+ * at that path, not recorded) as endpoints of the table; the socket's depth. */
+static size_t add_neighbours(struct endpoint_table *t, struct endpoint **e,
+			     struct endpoint **n)
+{
+	char path[256];
+
+	join(path, sizeof(path), g_tree.sub, "other.sock");
+	*n = add(t, path);
+	*e = add(t, g_tree.sock);
+	ep_record_fs(*e);
+	return (*e)->n_dirs;
+}
+
+static void test_records_are_each_endpoints_own_shared_while_equal(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct tree *tr = &g_tree;
+	struct endpoint *n, *e;
+	size_t depth = add_neighbours(t, &e, &n);
+
+	/* the neighbour records for itself: its n_dirs is its own */
+	assert_int_equal(n->n_dirs, 0);
+	assert_null(ep_dir_at(n, 0));
+	ep_record_fs(n); /* no socket at its path: the directories still count */
+	assert_int_equal(n->n_dirs, depth);
+	/* the same directories, the same record: one copy for both */
+	assert_ptr_equal(n->dirs, e->dirs);
+	assert_int_equal(t->dir_recs.count, 1);
+	assert_int_equal(e->dirs->refs, 2);
+	/* a look by one changes nothing of the other's: a directory made anew
+	 * by someone else is not what the other recorded */
+	assert_int_equal(chmod(tr->sub, 0711), 0);
+	ep_record_fs(n);
+	assert_ptr_not_equal(n->dirs, e->dirs);
+	assert_int_equal(ep_dir_at(n, depth - 1)->mode, 0711);
+	assert_int_equal(ep_dir_at(e, depth - 1)->mode, 0700);
+	assert_int_equal(t->dir_recs.count, 2);
+	/* until it looks too: shared again, the old record gone */
+	ep_record_fs(e);
+	assert_ptr_equal(n->dirs, e->dirs);
+	assert_int_equal(t->dir_recs.count, 1);
+	assert_int_equal(n->file_mode, 0);
+	assert_int_equal(e->file_mode, 0660);
+	/* records go with the last endpoint holding them */
+	ep_remove(t, n);
+	assert_int_equal(e->dirs->refs, 1);
+	ep_remove(t, e);
+	assert_int_equal(t->dir_recs.count, 0);
+	assert_int_equal(chmod(tr->sub, 0700), 0);
+}
+
+static void test_record_fs_in_a_batch_looks_at_each_dir_once(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct tree *tr = &g_tree;
+	struct endpoint *n, *e;
+	size_t depth;
+
+	ep_fs_batch_begin(t);
+	depth = add_neighbours(t, &e, &n);
+	/* changed after the batch's look: the batch keeps what it saw */
+	assert_int_equal(chmod(tr->sub, 0711), 0);
+	ep_record_fs(n);
+	assert_int_equal(n->n_dirs, depth);
+	assert_int_equal(ep_dir_at(n, depth - 1)->mode, 0700);
+	assert_ptr_equal(n->dirs, e->dirs);
+	/* the socket file is looked at each time, it is the endpoint's own */
+	assert_int_equal(chmod(tr->sock, 0600), 0);
+	ep_record_fs(e);
+	assert_int_equal(e->file_mode, 0600);
+	ep_fs_batch_end(t);
+	/* outside a batch every call looks */
+	ep_record_fs(n);
+	assert_int_equal(ep_dir_at(n, depth - 1)->mode, 0711);
+	/* and a new batch looks again */
+	assert_int_equal(chmod(tr->sub, 0701), 0);
+	ep_fs_batch_begin(t);
+	ep_record_fs(n);
+	assert_int_equal(ep_dir_at(n, depth - 1)->mode, 0701);
+	ep_fs_batch_end(t);
+	assert_int_equal(chmod(tr->sub, 0700), 0);
+}
+
+static void test_record_fs_in_a_batch_keeps_a_failed_look(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct tree *tr = &g_tree;
+	struct endpoint *n, *e;
+	size_t depth = add_neighbours(t, &e, &n);
+
+	/* sub is gone when the batch looks: neither endpoint finds it now, and
+	 * both keep the record from before */
+	assert_int_equal(unlink(tr->sock), 0);
+	assert_int_equal(rmdir(tr->sub), 0);
+	ep_fs_batch_begin(t);
+	ep_record_fs(n);
+	assert_int_equal(n->n_dirs, depth - 1);
+	assert_int_equal(mkdir(tr->sub, 0700), 0);
+	ep_record_fs(e);
+	ep_fs_batch_end(t);
+	assert_int_equal(e->n_dirs, depth);
+	assert_int_equal(n->n_dirs, depth - 1);
+	ep_record_fs(n);
+	assert_int_equal(n->n_dirs, depth);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_table, teardown_table)
 #define TS(fn) cmocka_unit_test_setup_teardown(fn, setup_small_table, teardown_table)
 #define TT(fn) cmocka_unit_test_setup_teardown(fn, setup_tree, teardown_tree)
@@ -721,11 +1185,28 @@ int main(void)
 		T(test_dir_path_lists_ancestors),
 		T(test_dir_path_of_top_level_socket),
 		T(test_dir_path_rejects_small_output),
-		T(test_dir_index_by_identity),
 		TT(test_record_fs_records_dirs_and_socket_file),
 		TT(test_record_fs_keeps_what_it_knew_of_removed_dirs),
 		TT(test_record_fs_ignores_a_non_socket_at_the_path),
 		TT(test_record_fs_stops_at_a_non_directory),
+		TT(test_dir_index_by_identity),
+		TT(test_record_dirs_and_file_apart),
+		TT(test_records_are_each_endpoints_own_shared_while_equal),
+		TT(test_record_fs_in_a_batch_looks_at_each_dir_once),
+		TT(test_record_fs_in_a_batch_keeps_a_failed_look),
+		TS(test_dirs_are_shared_by_endpoints_below_them),
+		TS(test_dirs_go_with_the_last_endpoint_below_them),
+		T(test_dirs_of_ten_thousand_endpoints_in_one_directory),
+		TS(test_dirs_of_many_directories),
+		T(test_dirs_of_top_level_and_root_paths),
+		T(test_dirs_deeper_than_max_depth_are_capped),
+		T(test_set_listener_takes_the_tables_clock),
+		TS(test_remove_tells_before_it_frees),
+		T(test_counted_keys_are_freed_with_the_table),
+		T(test_owners_are_shared_by_listeners_of_one_server),
+		T(test_owners_are_a_copy),
+		TS(test_owners_of_many_servers),
+		cmocka_unit_test(test_endpoint_of_no_table_keeps_its_own_owners),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

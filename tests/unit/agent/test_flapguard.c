@@ -39,6 +39,14 @@ static int setup(void **state)
 	return 0;
 }
 
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	flap_state_release(&f->st);
+	return 0;
+}
+
 static enum flap_verdict heal(struct fixture *f, uint64_t now)
 {
 	enum flap_verdict v = flap_check(&f->st, &f->cfg, now);
@@ -283,6 +291,25 @@ static void test_paths_are_independent(void **state)
 	(void)open_circuit(f, T0);
 	assert_int_equal(flap_check(&other, &f->cfg, T0 + S(6)), FLAP_ALLOW);
 	assert_int_equal(other.circuit, FLAP_CLOSED);
+	flap_state_release(&other);
+}
+
+/* The ring is allocated by the first heal (most endpoints never heal), and
+ * released with the state. */
+static void test_ring_allocated_by_the_first_heal_only(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(flap_check(&f->st, &f->cfg, T0), FLAP_ALLOW);
+	assert_null(f->st.heals);
+	assert_int_equal(flap_recent(&f->st, &f->cfg, T0), 0);
+	flap_record(&f->st, &f->cfg, T0);
+	assert_non_null(f->st.heals);
+	assert_int_equal(flap_recent(&f->st, &f->cfg, T0 + 1), 1);
+	flap_state_release(&f->st);
+	assert_null(f->st.heals);
+	assert_int_equal(f->st.circuit, FLAP_CLOSED);
+	assert_int_equal(flap_recent(&f->st, &f->cfg, T0 + 1), 0);
 }
 
 static void test_circuit_names(void **state)
@@ -293,7 +320,7 @@ static void test_circuit_names(void **state)
 	assert_string_equal(flap_circuit_name(FLAP_HALF_OPEN), "half_open");
 }
 
-#define T(fn) cmocka_unit_test_setup(fn, setup)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
@@ -315,6 +342,7 @@ int main(void)
 		T(test_max_heals_one),
 		T(test_paths_are_independent),
 		T(test_circuit_names),
+		T(test_ring_allocated_by_the_first_heal_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
