@@ -38,7 +38,7 @@ CC ?= cc
 DEPS := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config \
 	libjansson-dev libsystemd-dev libinih-dev libcmocka-dev scdoc \
 	libmicrohttpd-dev socat python3 procps iproute2 libclang-rt-14-dev \
-	cppcheck liburing-dev qemu-system-x86 busybox-static
+	cppcheck liburing-dev qemu-system-x86 busybox-static podman runc
 
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 	-I$(OUTPUT) -Ivmlinux/$(VMLINUX_ARCH) -Ibpf

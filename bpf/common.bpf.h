@@ -57,6 +57,20 @@ static __always_inline void proc__fill(struct sw_proc *p)
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
 }
 
+/* The current task's mount namespace: its nsfs inode. */
+static __always_inline __u32 task__mntns(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+}
+
+/* A mount namespace as the kernel's keys name it: 0 for the agent's own. */
+static __always_inline __u32 mntns__key(__u32 mntns)
+{
+	return mntns == agent_mntns ? 0 : mntns;
+}
+
 static __always_inline void *record__reserve(__u64 size, __u32 type)
 {
 	struct sw_rec_hdr *h = bpf_ringbuf_reserve(&events, size, 0);
@@ -66,7 +80,7 @@ static __always_inline void *record__reserve(__u64 size, __u32 type)
 		return NULL;
 	}
 	h->type = type;
-	h->pad = 0;
+	h->mntns = task__mntns();
 	h->ts_ns = bpf_ktime_get_ns();
 	proc__fill(&h->proc);
 	return h;

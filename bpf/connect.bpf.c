@@ -181,9 +181,35 @@ static __always_inline struct connect_scratch *connect_scratch__get(void)
 	return bpf_map_lookup_elem(&connect_scratch, &zero);
 }
 
+/*
+ * Whether connects to key's path are counted, and under which key: the
+ * client's own namespace's endpoint first (a container's socket), then the
+ * path as the agent's namespace names it (a socket every namespace shares,
+ * or bind-mounted at the same path), then the host name of a file
+ * bind-mounted elsewhere. A client of the agent's own namespace pays one
+ * lookup, as before namespaces.
+ */
 static __always_inline bool path__followed(struct sw_path_key *key)
 {
-	return any_path || bpf_map_lookup_elem(&watched_paths, key);
+	__u32 own = mntns__key(task__mntns());
+
+	key->mntns = own;
+	if (bpf_map_lookup_elem(&watched_paths, key))
+		return true;
+	if (own) {
+		struct sw_path_key *to;
+
+		key->mntns = 0;
+		if (bpf_map_lookup_elem(&watched_paths, key))
+			return true;
+		key->mntns = own;
+		to = bpf_map_lookup_elem(&path_aliases, key);
+		if (to) {
+			__builtin_memcpy(key, to, sizeof(*key));
+			return true;
+		}
+	}
+	return any_path;
 }
 
 /* ----- tracepoint mode ----- */

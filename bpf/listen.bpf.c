@@ -115,8 +115,15 @@ static __always_inline void listener__watch(const struct sw_path_key *path, int 
 	if (id.ino)
 		bpf_map_update_elem(&watched_inodes, &id, &flags, BPF_NOEXIST);
 	/* connects to it are counted from its first one, not from when the
-	 * agent reads this record: the agent adds it the same way (NOEXIST) */
-	bpf_map_update_elem(&watched_paths, path, &ps, BPF_NOEXIST);
+	 * agent reads this record: the agent adds it the same way (NOEXIST).
+	 * Only in the agent's own namespace: elsewhere the agent decides which
+	 * endpoint the path is (the container's own, or one it shares). */
+	if (mntns__key(task__mntns()) == 0) {
+		struct sw_path_key k = *path;
+
+		k.mntns = 0;
+		bpf_map_update_elem(&watched_paths, &k, &ps, BPF_NOEXIST);
+	}
 }
 
 SEC("tracepoint/syscalls/sys_exit_listen")

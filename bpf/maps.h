@@ -47,6 +47,11 @@
  */
 SW_STORAGE const volatile bool any_path SW_INIT(false);
 SW_STORAGE const volatile bool watch_all SW_INIT(false);
+/*
+ * agent_mntns  the agent's own mount namespace (nsfs inode): the kernel's
+ *              per-path keys name it 0, as the agent's endpoint table does.
+ */
+SW_STORAGE const volatile __u32 agent_mntns SW_INIT(0);
 
 /*
  * ----- Maps: every map the programs use, in one place. -----
@@ -59,8 +64,14 @@ SW_STORAGE const volatile bool watch_all SW_INIT(false);
  *                  and, with watch_all, by listen().
  * watched_inodes   sw_file_id -> SW_WATCH_* flags; fentry mode's exact filter.
  *                  Filled like watched_names.
- * watched_paths    sun_path -> sw_path_state; which paths connect() is
- *                  followed on, and which of their streaks are open.
+ * watched_paths    (mntns, sun_path) -> sw_path_state; which paths
+ *                  connect() is followed on, and which of their streaks are
+ *                  open. mntns 0 is the agent's own namespace.
+ * path_aliases     (mntns, sun_path) -> (0, sun_path): a file the agent sees
+ *                  under another name (a host directory bind-mounted into a
+ *                  container elsewhere); a connect from that namespace by
+ *                  that name counts on the host name's endpoint. Filled by
+ *                  the agent.
  * connect_stats    (sun_path, errno) -> sw_connect_stat; the exact counts.
  * connect_clients  (sun_path, errno, streak gen, tgid) -> sw_client_stat.
  * inflight_unlink  thread id -> a matched unlink/rename, between its entry
@@ -142,6 +153,14 @@ SW_STORAGE struct {
 	__type(key, struct sw_path_key);
 	__type(value, struct sw_path_state);
 } watched_paths SEC(".maps");
+
+/* path_aliases: see the map list above */
+SW_STORAGE struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct sw_path_key);
+	__type(value, struct sw_path_key);
+} path_aliases SEC(".maps");
 
 SW_STORAGE struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -88,7 +88,7 @@ struct sw_file_id {
 
 struct sw_rec_hdr {
 	__u32 type; /* enum sw_record_type */
-	__u32 pad;
+	__u32 mntns; /* the task's mount namespace (nsfs inode, as lsns prints it) */
 	__u64 ts_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	struct sw_proc proc;
 };
@@ -116,8 +116,14 @@ struct sw_rec_bind {
 	__u32 pad2;
 };
 
-/* Key of the per-path connect state: the sun_path bytes, zero padded. */
+/*
+ * Key of the per-path connect state: the client's mount namespace and the
+ * sun_path bytes, zero padded. mntns is 0 for the agent's own namespace (and
+ * for a path it sees as its own from any namespace, DESIGN §2 "Namespaces"):
+ * two containers with a socket at one path are two keys.
+ */
 struct sw_path_key {
+	__u32 mntns;
 	char path[SW_SUN_PATH_LEN];
 };
 
@@ -249,21 +255,23 @@ SW_EXPECT_OFFSET(struct sw_rec_unlink, name, 128);
 SW_EXPECT_SIZE(struct sw_rec_unlink, 128 + 2 * SW_NAME_LEN);
 SW_EXPECT_OFFSET(struct sw_rec_bind, path, 72);
 SW_EXPECT_SIZE(struct sw_rec_bind, 184);
-SW_EXPECT_SIZE(struct sw_connect_stat_key, 112);
-SW_EXPECT_SIZE(struct sw_client_key, 120);
+SW_EXPECT_SIZE(struct sw_connect_stat_key, 116);
+SW_EXPECT_SIZE(struct sw_client_key, 124);
 SW_EXPECT_SIZE(struct sw_connect_stat, 88);
 SW_EXPECT_OFFSET(struct sw_rec_connect, key, 48);
 SW_EXPECT_SIZE(struct sw_rec_connect, 176);
 /* the rest of what the agent reads from records and maps */
 SW_EXPECT_OFFSET(struct sw_rec_unlink, target, 96);
 SW_EXPECT_OFFSET(struct sw_rec_bind, base, 56);
-SW_EXPECT_OFFSET(struct sw_rec_connect, gen, 160);
+SW_EXPECT_OFFSET(struct sw_rec_connect, gen, 164);
 SW_EXPECT_OFFSET(struct sw_rec_connect, count, 168);
-SW_EXPECT_SIZE(struct sw_path_key, SW_SUN_PATH_LEN);
+SW_EXPECT_SIZE(struct sw_path_key, 4 + SW_SUN_PATH_LEN);
+SW_EXPECT_OFFSET(struct sw_path_key, path, 4);
+SW_EXPECT_OFFSET(struct sw_rec_hdr, mntns, 4);
 SW_EXPECT_SIZE(struct sw_path_state, 8);
 SW_EXPECT_OFFSET(struct sw_connect_stat, gen, 48);
 SW_EXPECT_OFFSET(struct sw_connect_stat, last_client, 56);
-SW_EXPECT_OFFSET(struct sw_client_key, tgid, 116);
+SW_EXPECT_OFFSET(struct sw_client_key, tgid, 120);
 SW_EXPECT_SIZE(struct sw_client_stat, 32);
 /* the iterator's record: user/shared/iter_records.c reads these offsets */
 SW_EXPECT_OFFSET(struct sw_iter_listener, tgid, 4);

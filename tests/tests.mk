@@ -6,6 +6,9 @@
 # UNIT_DEPS_<test> names the objects it links, by room.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(wildcard tests/unit/*/test_*.c))
 UNIT_DEPS_test_paths := shared/paths
+UNIT_DEPS_test_attribution := shared/attribution
+UNIT_DEPS_test_nsroot := shared/nsroot shared/mountinfo shared/paths
+UNIT_DEPS_test_mountinfo := shared/mountinfo shared/paths
 UNIT_DEPS_test_config := shared/config shared/paths shared/clock
 UNIT_LIBS_test_config := -linih
 UNIT_DEPS_test_events := shared/events shared/paths shared/clock
@@ -13,7 +16,7 @@ UNIT_DEPS_test_events := shared/events shared/paths shared/clock
 UNIT_DEPS_test_discovery_iter := shared/iter_records shared/discovery shared/diag_netns \
 	shared/paths shared/clock
 UNIT_LIBS_test_discovery_iter := -lpthread
-UNIT_DEPS_test_endpoints := agent/endpoints agent/flapguard shared/paths shared/discovery shared/diag_netns shared/clock
+UNIT_DEPS_test_endpoints := agent/endpoints agent/endpoint_ns agent/endpoint_intern agent/flapguard shared/nsroot shared/mountinfo shared/attribution shared/paths shared/discovery shared/diag_netns shared/clock
 UNIT_LIBS_test_endpoints := -lpthread
 UNIT_DEPS_test_coalescer := agent/coalescer
 UNIT_DEPS_test_flapguard := agent/flapguard
@@ -22,7 +25,7 @@ UNIT_DEPS_test_control_limits := agent/control_limits
 UNIT_DEPS_test_actions := agent/actions shared/config shared/discovery shared/diag_netns shared/events \
 	agent/flapguard shared/paths shared/clock shared/log agent/loop
 UNIT_LIBS_test_actions := -linih -lpthread
-UNIT_DEPS_test_scanner := agent/scanner shared/discovery_source shared/discovery_iter \
+UNIT_DEPS_test_scanner := agent/scanner shared/nsroot shared/mountinfo shared/discovery_source shared/discovery_iter \
 	shared/iter_records shared/discovery shared/diag_netns shared/config shared/paths shared/clock \
 	shared/log
 UNIT_LIBS_test_scanner := -lpthread -lbpf -lelf -lz -linih

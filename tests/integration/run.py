@@ -20,6 +20,9 @@ import test_faults  # noqa: E402,F401
 import test_stall  # noqa: E402,F401
 import test_privilege  # noqa: E402,F401
 import test_load  # noqa: E402,F401
+import test_namespaces  # noqa: E402,F401
+import test_cli_namespaces  # noqa: E402,F401
+import test_podman  # noqa: E402,F401
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ bool path_watched(const struct agent *a, const char *path)
 
 	if (a->opt->n_watch == 0)
 		return true;
-	e = ep_lookup(&a->eps, path);
+	/* --watch and registrations name paths of the agent's own namespace */
+	e = ep_lookup(&a->eps, 0, path);
 	return e && (e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER));
 }
 
@@ -265,6 +266,8 @@ static void emit_started(struct agent *a)
 	json_object_set_new(ev, "mode", json_string(attach_mode_name(a->bpf.mode)));
 	json_object_set_new(ev, "mode_reason", json_string(a->bpf.mode_reason));
 	json_object_set_new(ev, "discovery", json_string(discovery_source_name(&a->disc)));
+	/* the agent's own namespace: endpoints elsewhere are containers' */
+	json_object_set_new(ev, "mntns", json_integer(ns_self_mntns()));
 	json_object_set_new(ev, "discovery_reason", json_string(a->disc.reason));
 	json_object_set_new(ev, "kernel", json_string(u.release));
 	json_object_set_new(ev, "watched", json_integer((json_int_t)listening));
@@ -385,10 +388,12 @@ int agent_run(const struct agent_options *opt)
 			strerror(-rc));
 		return SW_EXIT_USAGE;
 	}
+	ns_roots_init(&a.roots);
 	if (ep_table_init(&a.eps, 4096) || metrics_init(&a.metrics)) {
 		status = SW_EXIT_ENV;
 		goto cleanup;
 	}
+	a.eps.roots = &a.roots;
 	a.started_mono_ns = clock_mono_ns();
 	if (opt->journal) {
 		/* no journald on this host is not an error: sends are counted */
@@ -432,16 +437,17 @@ int agent_run(const struct agent_options *opt)
 	if (opt->paths.n)
 		a.co.window_of = window_of;
 	healer_init(&a.healer, &hcfg, &a.env, healer_emit, &a);
+	a.healer.guards.roots = &a.roots;
 	umask(0); /* re-created directories get exactly their recorded modes */
 	for (size_t i = 0; i < opt->n_watch; i++) {
-		struct endpoint *e = ep_get_or_add(&a.eps, opt->watch[i], NULL);
+		struct endpoint *e = ep_get_or_add(&a.eps, 0, opt->watch[i], NULL);
 
 		if (e)
 			e->origin |= EP_FROM_WATCH;
 	}
 	/* a path with a section in the config is one the operator watches */
 	for (size_t i = 0; i < opt->paths.n; i++) {
-		struct endpoint *e = ep_get_or_add(&a.eps, opt->paths.v[i].path, NULL);
+		struct endpoint *e = ep_get_or_add(&a.eps, 0, opt->paths.v[i].path, NULL);
 
 		if (e)
 			e->origin |= EP_FROM_WATCH;
@@ -513,7 +519,7 @@ int agent_run(const struct agent_options *opt)
 		a.healer.rebind_ctx = &a;
 		if (opt->n_watch) {
 			/* the agent watches and heals its own control path */
-			struct endpoint *e = ep_get_or_add(&a.eps, opt->control_path, NULL);
+			struct endpoint *e = ep_get_or_add(&a.eps, 0, opt->control_path, NULL);
 
 			if (e)
 				e->origin |= EP_FROM_WATCH;
@@ -580,6 +586,8 @@ cleanup:
 	coalescer_free(&a.co);
 	if (a.eps.buckets)
 		ep_table_free(&a.eps);
+	/* after every endpoint and guard directory has given its root back */
+	ns_roots_free(&a.roots);
 	free(a.orphans_reported.v);
 	sinks_close(&a.sinks);
 	if (a.have_journal)

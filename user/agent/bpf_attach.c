@@ -17,6 +17,7 @@
 #include "sockwarden.skel.h"
 #include "shared/log.h"
 #include "shared/paths.h"
+#include "shared/nsroot.h"
 
 #define TRACEFS "/sys/kernel/tracing"
 
@@ -188,6 +189,7 @@ int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
 	}
 	a->skel->rodata->any_path = any_path;
 	a->skel->rodata->watch_all = watch_all;
+	a->skel->rodata->agent_mntns = ns_self_mntns();
 	programs_select(a->skel, a->mode);
 	rc = sockwarden_bpf__load(a->skel);
 	if (rc) {
@@ -358,7 +360,7 @@ static struct sw_file_id kernel_id(uint64_t dev, uint64_t ino)
 				    .ino = ino };
 }
 
-static void path_count(struct sync_ctx *x, const char *path, int delta)
+static void path_count(struct sync_ctx *x, uint32_t mntns, const char *path, int delta)
 {
 	int fd = MAP_FD(x, watched_paths);
 	struct sw_path_key k;
@@ -366,6 +368,7 @@ static void path_count(struct sync_ctx *x, const char *path, int delta)
 	if (fd < 0)
 		return;
 	memset(&k, 0, sizeof(k));
+	k.mntns = mntns;
 	memcpy(k.path, path, strlen(path));
 	if (delta > 0) {
 		struct sw_path_state ps = { .flags = 1 };
@@ -375,6 +378,30 @@ static void path_count(struct sync_ctx *x, const char *path, int delta)
 	} else {
 		bpf_map_delete_elem(fd, &k);
 	}
+}
+
+/* The holder's other name for e's file, in path_aliases: a connect by it
+ * from its namespace counts on e. *have is what the map holds for e. */
+static void alias_count(struct sync_ctx *x, const struct endpoint *e, bool path,
+			struct sw_path_key *have)
+{
+	int fd = MAP_FD(x, path_aliases);
+	struct sw_path_key want = {0}, to = {0};
+
+	if (e->alias && path && !e->mntns && path_fits_sun_path(e->alias)) {
+		want.mntns = e->alias_mntns;
+		memcpy(want.path, e->alias, strlen(e->alias));
+	}
+	if (memcmp(&want, have, sizeof(want)) == 0 || fd < 0)
+		return;
+	if (have->mntns)
+		bpf_map_delete_elem(fd, have);
+	memset(have, 0, sizeof(*have));
+	if (!want.mntns)
+		return;
+	memcpy(to.path, e->path, strlen(e->path));
+	if (bpf_map_update_elem(fd, &want, &to, BPF_ANY) == 0)
+		*have = want;
 }
 
 /* A directory's own name: its last component ("/run/app" -> "app"). */
@@ -444,7 +471,9 @@ static void sync_forget(struct endpoint *e, void *ctx)
 	struct ep_counted *c = &e->counted;
 
 	if (c->path)
-		path_count(&x, e->path, -1);
+		path_count(&x, e->mntns, e->path, -1);
+	if (c->alias.mntns && MAP_FD(&x, path_aliases) >= 0)
+		bpf_map_delete_elem(MAP_FD(&x, path_aliases), &c->alias);
 	if (c->names)
 		names_count(&x, e, -1);
 	if (c->file)
@@ -473,7 +502,8 @@ static void sync_endpoint(struct endpoint *e, void *ctx)
 		x->t->on_remove_ctx = x->a;
 	}
 	if (path != c->path)
-		path_count(x, e->path, path ? 1 : -1);
+		path_count(x, e->mntns, e->path, path ? 1 : -1);
+	alias_count(x, e, path, &c->alias);
 	if (names != c->names)
 		names_count(x, e, names ? 1 : -1);
 	if (file != c->file || id.dev != c->file_id.dev || id.ino != c->file_id.ino) {
@@ -487,8 +517,8 @@ static void sync_endpoint(struct endpoint *e, void *ctx)
 		dirs_count(x, dirs, 1);
 		dirs_count(x, c->dirs, -1);
 	}
-	*c = (struct ep_counted){ .path = path, .names = names, .file = file, .file_id = id,
-				  .dirs = dirs };
+	*c = (struct ep_counted){ .path = path, .alias = c->alias, .names = names, .file = file,
+				  .file_id = id, .dirs = dirs };
 }
 
 /*
@@ -521,9 +551,16 @@ uint64_t bpf_agent_counter(struct bpf_agent *a, enum sw_counter c)
 	return sum;
 }
 
-static void stat_key_fill(struct sw_connect_stat_key *k, const char *path, int err)
+/* key: the endpoint's key (ep_key_format), which names its namespace */
+static void stat_key_fill(struct sw_connect_stat_key *k, const char *key, int err)
 {
+	const char *path = key;
+	uint32_t mntns = 0;
+
 	memset(k, 0, sizeof(*k));
+	if (!ep_key_parse(key, &mntns, &path))
+		path = key;
+	k->path.mntns = mntns;
 	memcpy(k->path.path, path, strnlen(path, SW_SUN_PATH_LEN));
 	k->err = (__u32)err;
 }
@@ -556,7 +593,7 @@ size_t bpf_agent_clients(struct bpf_agent *a, const char *path, int err_index,
 		cur = next;
 		prev = &cur;
 		if (cur.gen != gen || cur.err != want.err ||
-		    memcmp(cur.path.path, want.path.path, SW_SUN_PATH_LEN) != 0)
+		    memcmp(&cur.path, &want.path, sizeof(cur.path)) != 0)
 			continue;
 		if (bpf_map_lookup_elem(fd, &cur, &v))
 			continue;
@@ -592,7 +629,7 @@ void bpf_agent_clients_forget(struct bpf_agent *a, const char *path,
 		cur = next;
 		prev = &cur;
 		if (cur.gen > gen || cur.err != want.err ||
-		    memcmp(cur.path.path, want.path.path, SW_SUN_PATH_LEN) != 0)
+		    memcmp(&cur.path, &want.path, sizeof(cur.path)) != 0)
 			continue;
 		doomed = grow(doomed, &cap, n, sizeof(*doomed), &oom);
 		if (n < cap)

@@ -8,7 +8,10 @@
 
 /* control_peer.c */
 int peer_sendmsg(struct ctl_peer *p, const char *buf, size_t len, int fd);
-json_t *ctl_event(struct control *c, const char *name, const char *sev, const char *path);
+json_t *ctl_event(struct control *c, const char *name, const char *sev,
+		  const struct endpoint *e);
+/* The endpoint of path the peer registered, or NULL. */
+struct endpoint *peer_endpoint(const struct ctl_peer *p, const char *path);
 void on_peer(struct watcher *w, uint32_t events);
 void on_peer_exit(struct watcher *w, uint32_t events);
 void peer_bad(struct ctl_peer *p, const char *path, const char *word, const char *text);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "control_internal.h"
+#include "endpoint_json.h"
 #include "shared/clock.h"
 #include "shared/log.h"
 #include "shared/paths.h"
@@ -151,12 +152,21 @@ void reply_ok(struct ctl_peer *p, const char *op, const char *path)
 /* ----- events ----- */
 
 json_t *ctl_event(struct control *c, const char *name, const char *sev,
-		  const char *path)
+		  const struct endpoint *e)
 {
 	json_t *ev = event_new(c->env, name, sev, 0);
 
-	event_set_path(ev, "path", path, strlen(path));
+	event_set_path(ev, "path", e->path, strlen(e->path));
+	endpoint_json_where(ev, e);
 	return ev;
+}
+
+struct endpoint *peer_endpoint(const struct ctl_peer *p, const char *path)
+{
+	for (const struct registration *r = p->regs; r; r = r->next)
+		if (r->e && strcmp(r->e->path, path) == 0)
+			return r->e;
+	return NULL;
 }
 
 void set_peer_owner(json_t *ev, const struct ctl_peer *p)

@@ -70,7 +70,7 @@ static void rebind_discard(struct registration *r)
 void rebind_failed(struct registration *r, const char *reason)
 {
 	struct control *c = r->peer->ctl;
-	json_t *ev = ctl_event(c, "rebind_failed", "error", r->e->path);
+	json_t *ev = ctl_event(c, "rebind_failed", "error", r->e);
 
 	json_object_set_new(ev, "how", json_string(heal_name(r->heal)));
 	json_object_set_new(ev, "reason", json_string(reason));
@@ -171,7 +171,7 @@ bool control_rebind(struct control *c, struct endpoint *e)
 	if (r->inflight)
 		return true;
 	r->inflight_seq = ++r->seq;
-	ev = ctl_event(c, "rebind_started", "info", e->path);
+	ev = ctl_event(c, "rebind_started", "info", e);
 	json_object_set_new(ev, "how", json_string(heal_name(r->heal)));
 	json_object_set_new(ev, "seq", json_integer(r->inflight_seq));
 	c->hooks.emit(c->hooks.ctx, ev);
@@ -297,7 +297,7 @@ static bool adopted_listener(const struct registration *r, struct unix_listener 
 void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
 {
 	struct control *c = p->ctl;
-	struct endpoint *e = ep_lookup(c->eps, req->path);
+	struct endpoint *e = peer_endpoint(p, req->path);
 	struct registration *r = e ? e->reg : NULL;
 	struct unix_listener l;
 	json_t *ev;
@@ -332,7 +332,7 @@ void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
 	 * server's listen() adds nothing to the filters: it did not bind). */
 	c->hooks.sync(c->hooks.ctx);
 	e->recovered_how = heal_name(r->heal);
-	ev = ctl_event(c, "rebind_succeeded", "info", e->path);
+	ev = ctl_event(c, "rebind_succeeded", "info", e);
 	json_object_set_new(ev, "how", json_string(heal_name(r->heal)));
 	json_object_set_new(ev, "heal_ms", json_real((double)(clock_mono_ns() - e->lost_ns) / 1e6));
 	json_object_set_new(ev, "seq", json_integer(req->seq));

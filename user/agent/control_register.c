@@ -38,7 +38,7 @@ void registration_end(struct registration *r, const char *why)
 	if (why && r->e) {
 		bool exited = strcmp(why, "target_exited") == 0;
 		json_t *ev = ctl_event(c, exited ? "target_exited" : "target_unregistered",
-				       exited ? "warning" : "info", r->e->path);
+				       exited ? "warning" : "info", r->e);
 
 		if (!exited)
 			json_object_set_new(ev, "reason", json_string(why));
@@ -63,6 +63,7 @@ void registration_end(struct registration *r, const char *why)
 
 /* Checks a registration; the reason word, or NULL when it is acceptable. */
 static const char *register_check(struct ctl_peer *p, const char *path, int fd,
+				  struct ns_root *root, uint32_t mntns,
 				  struct unix_listener *l, const char **text)
 {
 	struct sockaddr_un sa;
@@ -96,7 +97,7 @@ static const char *register_check(struct ctl_peer *p, const char *path, int fd,
 		return "bad_path";
 	}
 	{
-		struct endpoint tmp = { .path = (char *)path };
+		struct endpoint tmp = { .path = (char *)path, .mntns = mntns, .root = root };
 
 		dfd = healer_parents_ensure_existing(&tmp, &why);
 	}
@@ -111,7 +112,8 @@ static const char *register_check(struct ctl_peer *p, const char *path, int fd,
 		return "path_mismatch";
 	}
 	close(dfd);
-	if (discovery_get(socket_inode_of_fd(fd), l) != 0 || l->state != TCP_LISTEN_STATE ||
+	if (discovery_get_via(p->owner.pid, socket_inode_of_fd(fd), l) != 0 ||
+	    l->state != TCP_LISTEN_STATE ||
 	    l->vfs_ino != st.st_ino || l->vfs_dev != st.st_dev) {
 		*text = "the path resolves to another file than this socket's";
 		return "path_mismatch";
@@ -135,6 +137,8 @@ void on_register(struct ctl_peer *p, const struct ctl_request *req, int *fds,
 	struct endpoint *e;
 	struct registration *r;
 	const char *word, *text = "";
+	struct ns_root *root = NULL;
+	uint32_t peer_ns;
 	json_t *ev;
 
 	if (n_fds != 1) {
@@ -142,16 +146,36 @@ void on_register(struct ctl_peer *p, const struct ctl_request *req, int *fds,
 						       : "the listening fd is missing");
 		return;
 	}
-	word = register_check(p, req->path, fds[0], &l, &text);
+	/* the path as the peer's own mount namespace names it (a server in a
+	 * container reaches the agent through the control path mounted in) */
+	peer_ns = ns_key(ns_mntns_of(p->owner.pid));
+	if (peer_ns) {
+		root = c->eps->roots ? ns_roots_get(c->eps->roots, peer_ns, p->owner.pid) : NULL;
+		if (!root) {
+			reply_error(p, req->path, "unsupported",
+				    "the agent cannot reach the mount namespace of the registering "
+				    "process");
+			return;
+		}
+	}
+	word = register_check(p, req->path, fds[0], root, peer_ns, &l, &text);
+	/* a file the agent's own namespace sees at the same path is its endpoint */
+	if (!word && peer_ns && listener_path_matches(&l, req->path))
+		peer_ns = 0;
+	if (!word && peer_ns && req->heal == HEAL_FD) {
+		word = "unsupported";
+		text = "heal fd binds the path in the agent's mount namespace: from another "
+		       "namespace register with heal notify (or rely on the guard link)";
+	}
 	if (word) {
 		reply_error(p, req->path, word, text);
-		return;
+		goto out;
 	}
-	e = ep_lookup(c->eps, req->path);
+	e = ep_lookup(c->eps, peer_ns, req->path);
 	if (e && e->reg && e->reg->peer != p) {
 		reply_error(p, req->path, "already_registered",
 			    "another connection registered this path");
-		return;
+		goto out;
 	}
 	if (!(e && e->reg) && p->n_regs >= c->lim.max_registrations_per_connection) {
 		char text[128];
@@ -159,7 +183,7 @@ void on_register(struct ctl_peer *p, const struct ctl_request *req, int *fds,
 		snprintf(text, sizeof(text), "this connection holds %zu registrations, the most "
 			 "one may hold (control_max_registrations_per_connection)", p->n_regs);
 		reply_error(p, req->path, "limit", text);
-		return;
+		goto out;
 	}
 	if (!(e && e->reg) && c->n_regs >= c->lim.max_registrations) {
 		char text[128];
@@ -167,19 +191,21 @@ void on_register(struct ctl_peer *p, const struct ctl_request *req, int *fds,
 		snprintf(text, sizeof(text), "the agent holds %zu registrations, the most it "
 			 "takes (control_max_registrations)", c->n_regs);
 		reply_error(p, req->path, "limit", text);
-		return;
+		goto out;
 	}
-	e = ep_get_or_add(c->eps, req->path, NULL);
+	e = ep_get_or_add(c->eps, peer_ns, req->path, NULL);
+	if (e && peer_ns && !e->root)
+		e->root = ns_root_ref(root);
 	if (!e) {
 		reply_error(p, req->path, "bad_path", "not an absolute normalised path");
-		return;
+		goto out;
 	}
 	r = e->reg;
 	if (!r) {
 		r = calloc(1, sizeof(*r));
 		if (!r) {
 			reply_error(p, req->path, "limit", "out of memory");
-			return;
+			goto out;
 		}
 		r->peer = p;
 		r->e = e;
@@ -195,20 +221,24 @@ void on_register(struct ctl_peer *p, const struct ctl_request *req, int *fds,
 	if (e->has_listener && e->l.sock_ino != l.sock_ino)
 		healer_listener_gone(c->healer, e);
 	ep_set_listener(e, &l, &p->owner, 1);
+	ep_note_holder(e, &l, p->owner.pid, ns_mntns_of(p->owner.pid));
 	e->lost = false;
 	ep_record_fs(e);
 	healer_listener_seen(c->healer, e);
-	ev = ctl_event(c, "target_registered", "info", e->path);
+	ev = ctl_event(c, "target_registered", "info", e);
 	set_peer_owner(ev, p);
 	json_object_set_new(ev, "heal", json_string(heal_name(r->heal)));
 	c->hooks.emit(c->hooks.ctx, ev);
 	reply_ok(p, "registered", req->path);
 	c->hooks.changed(c->hooks.ctx);
+out:
+	if (root && c->eps->roots)
+		ns_root_put(c->eps->roots, root);
 }
 
 void on_unregister(struct ctl_peer *p, const struct ctl_request *req)
 {
-	struct endpoint *e = ep_lookup(p->ctl->eps, req->path);
+	struct endpoint *e = peer_endpoint(p, req->path);
 
 	if (!e || !e->reg || e->reg->peer != p) {
 		reply_error(p, req->path, "not_registered", "this connection did not register it");

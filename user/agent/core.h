@@ -33,6 +33,7 @@
 #include "shared/discovery_source.h"
 #include "shared/events.h"
 #include "shared/log.h"
+#include "shared/nsroot.h"
 #include "shared/paths.h"
 #include "sinks/journal.h"
 #include "sinks/jsonl.h"
@@ -89,6 +90,7 @@ struct agent {
 	struct actions actions;
 	bool have_actions;
 	struct discovery_source disc; /* where scans find listeners */
+	struct ns_roots roots;        /* the namespaces endpoints live in */
 };
 
 /* agent.c: the loop and its wiring */
@@ -101,18 +103,27 @@ void sync_soon(struct agent *a);
 uint64_t window_of(const char *path, void *ctx);
 json_t *ev_path(struct agent *a, const char *name, const char *sev, uint64_t mono,
 		const char *path);
+/* An event about endpoint e: its path and where it is (mntns, netns,
+ * container); ev_key the same for a coalescer key. */
+json_t *ev_endpoint(struct agent *a, const char *name, const char *sev, uint64_t mono,
+		    const struct endpoint *e);
+json_t *ev_key(struct agent *a, const char *name, const char *sev, uint64_t mono,
+	       const char *key);
+struct endpoint *endpoint_of_event(struct agent *a, json_t *ev);
 void emit(struct agent *a, json_t *ev);
 void ev_owner(json_t *ev, const char *key, const struct owner *o);
 void healer_emit(void *ctx, json_t *ev);
 void report_events_lost(struct agent *a);
-void report_orphan(struct agent *a, const char *path, const struct unix_listener *l,
+void report_orphan(struct agent *a, const struct endpoint *e, const struct unix_listener *l,
 		const struct owner *o);
 void report_sink_gap(struct agent *a);
 void report_socket_unlinked(struct agent *a, struct endpoint *e,
-		const struct sw_proc *actor, const char *via, uint64_t mono);
+		const struct sw_proc *actor, uint32_t actor_mntns, const char *via, uint64_t mono);
 void report_wedged(struct agent *a, struct endpoint *e, const char *why, uint64_t mono);
 
 /* listeners.c: bind/listen records, the reconcile scan */
+struct endpoint *ep_for_listener(struct agent *a, uint32_t mntns, const char *path,
+				 const struct unix_listener *l, bool *added);
 void on_bind(struct agent *a, const struct sw_rec_bind *r);
 void on_listen(struct agent *a, const struct sw_rec_bind *r);
 void reconcile_initial(struct agent *a);

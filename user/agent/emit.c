@@ -15,21 +15,33 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "endpoint_json.h"
 
 /* ----- emitting ----- */
+
+/* The endpoint an event is about: its path in its namespace (events name the
+ * agent's own namespace by its inode too). */
+struct endpoint *endpoint_of_event(struct agent *a, json_t *ev)
+{
+	const char *path = json_string_value(json_object_get(ev, "path"));
+	json_int_t mntns = json_integer_value(json_object_get(ev, "mntns"));
+
+	if (!path)
+		return NULL;
+	return ep_lookup(&a->eps, ns_key((uint32_t)mntns), path);
+}
 
 /* Status shows each endpoint's last error: the last error event about it. */
 static void note_last_error(struct agent *a, json_t *ev)
 {
 	const char *sev = json_string_value(json_object_get(ev, "severity"));
-	const char *path = json_string_value(json_object_get(ev, "path"));
 	const char *name = json_string_value(json_object_get(ev, "event"));
 	const char *reason = json_string_value(json_object_get(ev, "reason"));
 	struct endpoint *e;
 
-	if (!sev || strcmp(sev, "error") != 0 || !path || !name)
+	if (!sev || strcmp(sev, "error") != 0 || !name)
 		return;
-	e = ep_lookup(&a->eps, path);
+	e = endpoint_of_event(a, ev);
 	if (!e)
 		return;
 	snprintf(e->last_error, sizeof(e->last_error), "%s", name);
@@ -79,8 +91,7 @@ void report_sink_gap(struct agent *a)
  * then the path's configured action, if the event calls for one. */
 void emit(struct agent *a, json_t *ev)
 {
-	const char *path = json_string_value(json_object_get(ev, "path"));
-	struct endpoint *e = path && a->have_actions ? ep_lookup(&a->eps, path) : NULL;
+	struct endpoint *e = a->have_actions ? endpoint_of_event(a, ev) : NULL;
 	char name[32] = "", reason[48] = "";
 
 	report_sink_gap(a);
@@ -113,6 +124,33 @@ json_t *ev_path(struct agent *a, const char *name, const char *sev,
 	return ev;
 }
 
+json_t *ev_endpoint(struct agent *a, const char *name, const char *sev, uint64_t mono,
+		    const struct endpoint *e)
+{
+	json_t *ev = ev_path(a, name, sev, mono, e->path);
+
+	endpoint_json_where(ev, e);
+	return ev;
+}
+
+json_t *ev_key(struct agent *a, const char *name, const char *sev, uint64_t mono,
+	       const char *key)
+{
+	struct endpoint *e = ep_lookup_key(&a->eps, key);
+	const char *path = key;
+	uint32_t mntns = 0;
+	json_t *ev;
+
+	if (e)
+		return ev_endpoint(a, name, sev, mono, e);
+	/* a path no endpoint holds (--any-path): its namespace as the key says */
+	if (!ep_key_parse(key, &mntns, &path))
+		path = key;
+	ev = ev_path(a, name, sev, mono, path);
+	json_object_set_new(ev, "mntns", json_integer(mntns ? mntns : ns_self_mntns()));
+	return ev;
+}
+
 void ev_owner(json_t *ev, const char *key, const struct owner *o)
 {
 	event_set_proc(ev, key, o->pid, o->comm, o->uid);
@@ -133,6 +171,7 @@ static void ev_owners(json_t *ev, const struct endpoint *e)
 		ev_owner(ev, "owner", &e->owners[0]);
 	else if (e->last_owner)
 		ev_owner(ev, "owner", e->last_owner);
+	endpoint_json_proc_ns(json_object_get(ev, "owner"), e, e->owner_mntns);
 	if (e->n_owners > 1) {
 		json_t *arr = json_array();
 
@@ -149,13 +188,15 @@ static void ev_owners(json_t *ev, const struct endpoint *e)
 }
 
 void report_socket_unlinked(struct agent *a, struct endpoint *e,
-			    const struct sw_proc *actor, const char *via,
+			    const struct sw_proc *actor, uint32_t actor_mntns, const char *via,
 			    uint64_t mono)
 {
-	json_t *ev = ev_path(a, "socket_unlinked", "error", mono, e->path);
+	json_t *ev = ev_endpoint(a, "socket_unlinked", "error", mono, e);
 
-	if (actor)
+	if (actor) {
 		ev_proc(ev, "actor", actor);
+		endpoint_json_proc_ns(json_object_get(ev, "actor"), e, actor_mntns);
+	}
 	ev_owners(ev, e);
 	json_object_set_new(ev, "via", json_string(via));
 	json_object_set_new(ev, "inode", json_integer((json_int_t)e->l.vfs_ino));
@@ -174,13 +215,15 @@ void healer_emit(void *ctx, json_t *ev)
 	emit(ctx, ev);
 }
 
-void report_orphan(struct agent *a, const char *path,
+void report_orphan(struct agent *a, const struct endpoint *e,
 		   const struct unix_listener *l, const struct owner *o)
 {
-	json_t *ev = ev_path(a, "listener_orphaned", "error", 0, path);
+	json_t *ev = ev_endpoint(a, "listener_orphaned", "error", 0, e);
 
-	if (o)
+	if (o) {
 		ev_owner(ev, "owner", o);
+		endpoint_json_proc_ns(json_object_get(ev, "owner"), e, o->mntns_ino);
+	}
 	json_object_set_new(ev, "inode", json_integer((json_int_t)l->vfs_ino));
 	json_object_set_new(ev, "socket_inode", json_integer((json_int_t)l->sock_ino));
 	emit(a, ev);
@@ -190,7 +233,7 @@ void report_orphan(struct agent *a, const char *path,
 void report_wedged(struct agent *a, struct endpoint *e, const char *why,
 		   uint64_t mono)
 {
-	json_t *ev = ev_path(a, "listener_wedged", "error", mono, e->path);
+	json_t *ev = ev_endpoint(a, "listener_wedged", "error", mono, e);
 
 	ev_owners(ev, e);
 	json_object_set_new(ev, "backlog", json_integer(e->l.backlog));

@@ -34,6 +34,45 @@ static json_t *time_json(uint64_t mono_ns, int64_t real_minus_mono_ns)
 	return json_string(ts);
 }
 
+void endpoint_json_where(json_t *j, const struct endpoint *e)
+{
+	const struct attribution *at = &e->attr;
+
+	json_object_set_new(j, "mntns", json_integer(e->mntns ? e->mntns : ns_self_mntns()));
+	if (e->netns)
+		json_object_set_new(j, "netns", json_integer(e->netns));
+	if (at->container_id[0]) {
+		json_t *c = json_object();
+
+		json_object_set_new(c, "id", json_string(at->container_id));
+		json_object_set_new(c, "runtime", json_string(at->runtime));
+		json_object_set_new(j, "container", c);
+	}
+	if (at->pod_uid[0]) {
+		json_t *p = json_object();
+
+		json_object_set_new(p, "uid", json_string(at->pod_uid));
+		json_object_set_new(j, "pod", p);
+	}
+	if (at->unit[0] && !at->container_id[0])
+		json_object_set_new(j, "unit", json_string(at->unit));
+	if (e->alias) {
+		json_t *al = json_object();
+
+		event_set_path(al, "path", e->alias, strlen(e->alias));
+		json_object_set_new(al, "mntns", json_integer(e->alias_mntns));
+		json_object_set_new(j, "alias", al);
+	}
+}
+
+void endpoint_json_proc_ns(json_t *proc, const struct endpoint *e, uint32_t proc_mntns)
+{
+	uint32_t own = e->mntns ? e->mntns : ns_self_mntns();
+
+	if (proc && proc_mntns && proc_mntns != own)
+		json_object_set_new(proc, "mntns", json_integer(proc_mntns));
+}
+
 json_t *state_endpoint_json(const struct endpoint *e, int64_t rmm, uint64_t now_ns)
 {
 	json_t *j = json_object();
@@ -41,6 +80,7 @@ json_t *state_endpoint_json(const struct endpoint *e, int64_t rmm, uint64_t now_
 			    : e->wedged ? "wedged" : "healthy";
 
 	event_set_path(j, "path", e->path, strlen(e->path));
+	endpoint_json_where(j, e);
 	json_object_set_new(j, "state", json_string(state));
 	json_object_set_new(j, "origin", json_string(origin_name(e->origin)));
 	if (e->lost) {

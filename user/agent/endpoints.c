@@ -1,6 +1,8 @@
 #include "endpoints.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,66 +17,20 @@ struct ep_owner_set {
 	struct owner o[];
 };
 
-#define INTERN_BUCKETS_MIN 64
-
-static uint64_t path_hash(const char *path)
+/* The hash of (mntns, name[0..len)): a namespace's paths hash apart from
+ * the same paths elsewhere. */
+static uint64_t ns_name_hash(uint32_t mntns, const char *name, size_t len)
 {
-	return name_hash(path, strlen(path));
+	uint64_t h = name_hash(name, len);
+
+	return mntns ? (h ^ mntns) * 0x100000001b3ULL : h;
 }
 
-/* ----- interned sets: chained hash tables that double as they fill ----- */
-
-int ep_intern_init(struct ep_intern *s)
+static uint64_t path_hash(uint32_t mntns, const char *path)
 {
-	s->n_buckets = INTERN_BUCKETS_MIN;
-	s->count = 0;
-	s->buckets = calloc(s->n_buckets, sizeof(*s->buckets)); // NOLINT(bugprone-sizeof-expression): an array of pointers
-	return s->buckets ? 0 : -ENOMEM;
+	return ns_name_hash(mntns, path, strlen(path));
 }
 
-struct ep_link *ep_intern_chain(const struct ep_intern *s, uint64_t hash)
-{
-	return s->buckets[hash % s->n_buckets];
-}
-
-void ep_intern_add(struct ep_intern *s, struct ep_link *l)
-{
-	struct ep_link **nv;
-	size_t nb = s->n_buckets * 2;
-
-	l->next = s->buckets[l->hash % s->n_buckets];
-	s->buckets[l->hash % s->n_buckets] = l;
-	if (++s->count <= s->n_buckets)
-		return;
-	nv = calloc(nb, sizeof(*nv)); // NOLINT(bugprone-sizeof-expression): an array of pointers
-	if (!nv)
-		return; /* longer chains, still correct */
-	for (size_t b = 0; b < s->n_buckets; b++) {
-		struct ep_link *x = s->buckets[b], *next;
-
-		for (; x; x = next) {
-			next = x->next;
-			x->next = nv[x->hash % nb];
-			nv[x->hash % nb] = x;
-		}
-	}
-	free(s->buckets);
-	s->buckets = nv;
-	s->n_buckets = nb;
-}
-
-void ep_intern_del(struct ep_intern *s, struct ep_link *l)
-{
-	struct ep_link **pp = &s->buckets[l->hash % s->n_buckets];
-
-	for (; *pp; pp = &(*pp)->next) {
-		if (*pp == l) {
-			*pp = l->next;
-			s->count--;
-			return;
-		}
-	}
-}
 
 int ep_table_init(struct endpoint_table *t, size_t n_buckets)
 {
@@ -96,19 +52,6 @@ int ep_table_init(struct endpoint_table *t, size_t n_buckets)
 	return 0;
 }
 
-/* Frees a set whose entries are allocations of their own, link first. */
-static void intern_free_all(struct ep_intern *s)
-{
-	for (size_t b = 0; b < s->n_buckets; b++) {
-		struct ep_link *l = s->buckets[b], *next;
-
-		for (; l; l = next) {
-			next = l->next;
-			free(l);
-		}
-	}
-	free(s->buckets);
-}
 
 /* ----- interned directories ----- */
 
@@ -125,15 +68,16 @@ static void dir_put(struct endpoint_table *t, struct ep_dir_node *d)
 
 /* The node of the directory path[0..len) at `depth`, with a reference taken;
  * its ancestors are made as needed. NULL when out of memory. */
-static struct ep_dir_node *dir_get(struct endpoint_table *t, const char *path, size_t len,
-				   unsigned depth)
+static struct ep_dir_node *dir_get(struct endpoint_table *t, uint32_t mntns, const char *path,
+				   size_t len, unsigned depth)
 {
-	uint64_t h = name_hash(path, len);
+	uint64_t h = ns_name_hash(mntns, path, len);
 	struct ep_dir_node *d, *parent = NULL;
 
 	for (struct ep_link *l = ep_intern_chain(&t->dirs, h); l; l = l->next) {
 		d = (struct ep_dir_node *)l;
-		if (l->hash == h && d->len == len && memcmp(d->path, path, len) == 0) {
+		if (l->hash == h && d->mntns == mntns && d->len == len &&
+		    memcmp(d->path, path, len) == 0) {
 			d->refs++;
 			return d;
 		}
@@ -146,7 +90,7 @@ static struct ep_dir_node *dir_get(struct endpoint_table *t, const char *path, s
 			plen--;
 		if (plen > 1)
 			plen--; /* "/run/app" -> "/run"; "/run" -> "/" */
-		parent = dir_get(t, path, plen, depth - 1);
+		parent = dir_get(t, mntns, path, plen, depth - 1);
 		if (!parent)
 			return NULL;
 	}
@@ -159,6 +103,7 @@ static struct ep_dir_node *dir_get(struct endpoint_table *t, const char *path, s
 	memcpy(d->path, path, len);
 	d->path[len] = 0;
 	d->len = len;
+	d->mntns = mntns;
 	d->depth = depth;
 	d->parent = parent;
 	d->refs = 1;
@@ -169,7 +114,8 @@ static struct ep_dir_node *dir_get(struct endpoint_table *t, const char *path, s
 
 /* The deepest directory an endpoint records of an absolute, normalised path:
  * the last of the ep_dir_path() prefixes, at most EP_MAX_DEPTH of them. */
-static struct ep_dir_node *dir_chain_get(struct endpoint_table *t, const char *path)
+static struct ep_dir_node *dir_chain_get(struct endpoint_table *t, uint32_t mntns,
+					  const char *path)
 {
 	size_t len = 1, depth = 0;
 
@@ -180,7 +126,7 @@ static struct ep_dir_node *dir_chain_get(struct endpoint_table *t, const char *p
 			depth++;
 		}
 	}
-	return dir_get(t, path, len, (unsigned)depth);
+	return dir_get(t, mntns, path, len, (unsigned)depth);
 }
 
 const struct ep_dir_node *ep_dir_node_at(const struct endpoint *e, size_t i)
@@ -364,6 +310,9 @@ static void ep_free(struct endpoint_table *t, struct endpoint *e)
 		t->on_remove(e, t->on_remove_ctx);
 	ep_release(e);
 	dir_put(t, e->dir);
+	if (t->roots && e->mntns)
+		ns_root_put(t->roots, e->root);
+	free(e->alias);
 	free(e);
 }
 
@@ -382,53 +331,63 @@ void ep_table_free(struct endpoint_table *t)
 	free(t->buckets);
 	free(t->dirs.buckets);
 	free(t->owner_sets.buckets);
-	intern_free_all(&t->dir_recs); /* none are left: every holder has gone */
-	intern_free_all(&t->counted_names);
-	intern_free_all(&t->counted_inodes);
+	ep_intern_free_all(&t->dir_recs); /* none are left: every holder has gone */
+	ep_intern_free_all(&t->counted_names);
+	ep_intern_free_all(&t->counted_inodes);
 	memset(t, 0, sizeof(*t));
 }
 
-static struct endpoint *lookup_hashed(const struct endpoint_table *t, const char *path,
-				      uint64_t h)
+static struct endpoint *lookup_hashed(const struct endpoint_table *t, uint32_t mntns,
+				      const char *path, uint64_t h)
 {
 	for (struct endpoint *e = t->buckets[h % t->n_buckets]; e; e = e->next)
-		if (e->hash == h && strcmp(e->path, path) == 0)
+		if (e->hash == h && e->mntns == mntns && strcmp(e->path, path) == 0)
 			return e;
 	return NULL;
 }
 
-struct endpoint *ep_lookup(const struct endpoint_table *t, const char *path)
+struct endpoint *ep_lookup(const struct endpoint_table *t, uint32_t mntns, const char *path)
 {
-	return lookup_hashed(t, path, path_hash(path));
+	return lookup_hashed(t, mntns, path, path_hash(mntns, path));
 }
 
-struct endpoint *ep_get_or_add(struct endpoint_table *t, const char *path,
+struct endpoint *ep_get_or_add(struct endpoint_table *t, uint32_t mntns, const char *path,
 			       bool *added)
 {
-	char norm[SW_PATH_MAX];
-	uint64_t h = path_hash(path);
+	char norm[SW_PATH_MAX], key[SW_PATH_MAX + 24];
+	uint64_t h = path_hash(mntns, path);
 	struct endpoint *e;
-	size_t b, len;
+	size_t b, len, klen;
 
 	if (added)
 		*added = false;
 	/* a path the table holds is normalised already (every scan asks for
 	 * every listener's) */
-	e = lookup_hashed(t, path, h);
+	e = lookup_hashed(t, mntns, path, h);
 	if (e)
 		return e;
 	if (!path_normalize(path, norm, sizeof(norm)) || strcmp(norm, path) != 0)
 		return NULL;
-	/* the path lives in the entry's own allocation */
+	if (!ep_key_format(mntns, path, key, sizeof(key)))
+		return NULL;
+	/* the path and key live in the entry's own allocation */
 	len = strlen(path);
-	e = calloc(1, sizeof(*e) + len + 1);
+	klen = mntns ? strlen(key) + 1 : 0;
+	e = calloc(1, sizeof(*e) + len + 1 + klen);
 	if (!e)
 		return NULL;
 	e->path = (char *)(e + 1);
 	memcpy(e->path, path, len + 1);
+	e->key = e->path;
+	if (mntns) {
+		memcpy(e->path + len + 1, key, klen);
+		e->key = e->path + len + 1;
+	}
+	e->mntns = mntns;
+	e->root = mntns ? NULL : (t->roots ? &t->roots->own : NULL);
 	e->hash = h;
 	e->table = t;
-	e->dir = dir_chain_get(t, path);
+	e->dir = dir_chain_get(t, mntns, path);
 	if (!e->dir) {
 		free(e);
 		return NULL;
@@ -477,22 +436,28 @@ void ep_foreach(const struct endpoint_table *t, ep_visit_fn fn, void *ctx)
 	}
 }
 
-size_t ep_foreach_under(const struct endpoint_table *t, const char *abs,
+size_t ep_foreach_under(const struct endpoint_table *t, uint32_t mntns, const char *abs,
 			ep_visit_fn fn, void *ctx)
 {
 	size_t n = 0;
+	struct endpoint *e;
 
-	/* the socket path itself: one hash lookup */
-	struct endpoint *e = ep_lookup(t, abs);
-
-	if (e) {
-		fn(e, ctx);
-		n++;
+	/* the socket path itself: one hash lookup per namespace it may be in */
+	for (int pass = 0; pass < (mntns ? 2 : 1); pass++) {
+		e = ep_lookup(t, pass ? 0 : mntns, abs);
+		if (e) {
+			fn(e, ctx);
+			n++;
+		}
 	}
-	/* a directory above socket paths (rename or removal of a tree) */
+	/* a directory above socket paths (rename or removal of a tree), and the
+	 * name a namespace has for a file the agent knows by another */
 	for (size_t b = 0; b < t->n_buckets; b++)
 		for (e = t->buckets[b]; e; e = e->next)
-			if (strcmp(e->path, abs) != 0 && path_has_prefix(e->path, abs)) {
+			if (((e->mntns == mntns || e->mntns == 0) && strcmp(e->path, abs) != 0 &&
+			     path_has_prefix(e->path, abs)) ||
+			    (mntns && e->alias && e->alias_mntns == mntns &&
+			     path_has_prefix(e->alias, abs))) {
 				fn(e, ctx);
 				n++;
 			}
@@ -563,7 +528,8 @@ void ep_record_dirs(struct endpoint *e)
 
 		if (!gen || d->look_gen != gen) {
 			d->look_gen = gen;
-			d->look_ok = stat(d->path, &st) == 0 && S_ISDIR(st.st_mode);
+			d->look_ok = ns_stat(ep_root(e), d->path, &st) == 0 &&
+				     S_ISDIR(st.st_mode);
 			if (d->look_ok)
 				d->look = (struct ep_dir){ .dev = st.st_dev, .ino = st.st_ino,
 					.uid = st.st_uid, .gid = st.st_gid,
@@ -603,7 +569,7 @@ void ep_record_fs(struct endpoint *e)
 	struct stat st;
 
 	ep_record_dirs(e);
-	if (lstat(e->path, &st) == 0)
+	if (ep_lstat(e, &st) == 0)
 		ep_record_file(e, &st);
 }
 
@@ -650,3 +616,4 @@ void ep_clear_listener(struct endpoint *e)
 	e->wedged = false;
 	memset(&e->l, 0, sizeof(e->l));
 }
+

@@ -1,6 +1,9 @@
 /*
  * The endpoint table: one entry per watched socket path, with what the agent
- * knows of its listener, owners and directories. Keyed by absolute path.
+ * knows of its listener, owners and directories. Keyed by (mount namespace,
+ * absolute path as that namespace sees it); namespace 0 is the agent's own,
+ * and any path it sees as its own file, whoever binds it (DESIGN §2
+ * "Namespaces").
  */
 #ifndef SW_ENDPOINTS_H
 #define SW_ENDPOINTS_H
@@ -13,7 +16,9 @@
 #include "flapguard.h"
 #include "guard.h"
 #include "sockwarden.h"
+#include "shared/attribution.h"
 #include "shared/discovery.h"
+#include "shared/nsroot.h"
 
 struct registration;
 
@@ -48,6 +53,7 @@ struct ep_intern {
  */
 struct ep_dir_node {
 	struct ep_link link;        /* first: the table's set of directories */
+	uint32_t mntns;             /* the namespace whose directory it is */
 	struct ep_dir_node *parent; /* NULL for "/" */
 	char *path;                 /* the directory, absolute and normalised */
 	size_t len;
@@ -87,6 +93,7 @@ struct ep_key_count {
 /* What an endpoint counts in the kernel's filters (bpf_attach.c). */
 struct ep_counted {
 	bool path;                 /* watched_paths */
+	struct sw_path_key alias;  /* path_aliases (mntns 0: none) */
 	bool names;                /* watched_names: its own and its directories' */
 	bool file;                 /* watched_inodes: the socket file's id */
 	struct sw_file_id file_id;
@@ -103,9 +110,25 @@ enum ep_origin {
 struct endpoint_table;
 
 struct endpoint {
-	char *path;
+	char *path;            /* as its namespace sees it */
+	uint32_t mntns;        /* 0: the agent's own namespace */
+	/* the coalescer's and the state file's name for it: path itself in the
+	 * agent's namespace, "mnt:[N]" + path elsewhere */
+	const char *key;
 	struct endpoint *next; /* hash chain */
-	uint64_t hash;         /* of path */
+	uint64_t hash;         /* of (mntns, path) */
+	/* where its names are resolved: the table's own root for mntns 0; for
+	 * another namespace the root opened through a holder (NULL until one is
+	 * known, and then nothing is looked at) */
+	struct ns_root *root;
+	uint32_t netns;        /* the listener's network namespace (0 unknown) */
+	uint32_t owner_mntns;  /* the holder's mount namespace (0 unknown) */
+	struct attribution attr; /* from the holder's cgroup path */
+	/* the holder's own name for the file, when the endpoint's path is the
+	 * agent's other name for it (a directory bind-mounted elsewhere) */
+	char *alias;
+	uint32_t alias_mntns;
+	pid_t attr_pid;           /* the holder attr was read from */
 	struct endpoint_table *table;
 	unsigned origin;
 	bool has_listener;
@@ -156,6 +179,9 @@ struct endpoint {
 };
 
 struct endpoint_table {
+	/* the roots of the namespaces its endpoints live in (NULL: the agent's
+	 * own only, as in unit tests) */
+	struct ns_roots *roots;
 	struct endpoint **buckets;
 	size_t n_buckets;
 	size_t count;
@@ -180,22 +206,57 @@ int ep_intern_init(struct ep_intern *s);
 struct ep_link *ep_intern_chain(const struct ep_intern *s, uint64_t hash);
 void ep_intern_add(struct ep_intern *s, struct ep_link *l);
 void ep_intern_del(struct ep_intern *s, struct ep_link *l);
+/* Frees a set whose entries are allocations of their own, link first. */
+void ep_intern_free_all(struct ep_intern *s);
 
 int ep_table_init(struct endpoint_table *t, size_t n_buckets);
 void ep_table_free(struct endpoint_table *t);
-struct endpoint *ep_lookup(const struct endpoint_table *t, const char *path);
-/* Adds an entry for path if there is none; NULL on allocation failure or a
- * path that is not absolute and normalised. */
-struct endpoint *ep_get_or_add(struct endpoint_table *t, const char *path,
+struct endpoint *ep_lookup(const struct endpoint_table *t, uint32_t mntns, const char *path);
+/* Adds an entry for (mntns, path) if there is none; NULL on allocation
+ * failure or a path that is not absolute and normalised. */
+struct endpoint *ep_get_or_add(struct endpoint_table *t, uint32_t mntns, const char *path,
 			       bool *added);
+/* The entry a process of namespace mntns means by path: its namespace's,
+ * the agent's own, or one it knows by another name (ep_set_alias). */
+struct endpoint *ep_lookup_seen(const struct endpoint_table *t, uint32_t mntns,
+				const char *path);
+/* The entry a key ("mnt:[N]/path" or "/path") names, or NULL. */
+struct endpoint *ep_lookup_key(const struct endpoint_table *t, const char *key);
+/* Writes the key of (mntns, path) into out; false when it does not fit. */
+bool ep_key_format(uint32_t mntns, const char *path, char *out, size_t outlen);
+/* Parses a key back; path points into key. */
+bool ep_key_parse(const char *key, uint32_t *mntns, const char **path);
+/* Gives a foreign endpoint its namespace's root, opened through holder pid
+ * when the table holds none yet; true when it has one. */
+bool ep_attach_root(struct endpoint *e, pid_t holder);
+/* Where e's names resolve: its root, or one no look can pass (foreign
+ * endpoints before a root is known). */
+const struct ns_root *ep_root(const struct endpoint *e);
+/* Whether e's path, in its namespace, is l's socket file. */
+bool ep_path_is_listener(const struct endpoint *e, const struct unix_listener *l);
+/* Notes where e's listener runs: its network namespace, its holder's mount
+ * namespace and the holder's cgroup's names for it; gives a foreign
+ * endpoint its root through the holder. */
+void ep_note_holder(struct endpoint *e, const struct unix_listener *l, pid_t holder,
+		    uint32_t holder_mntns);
+/* e's listener as the kernel has it now (through its owners when it lives
+ * in a network namespace no scan has named); -ENOENT when it is gone. */
+int ep_listener_now(const struct endpoint *e, struct unix_listener *out);
+/* Notes the holder's other name for e's file (NULL: none); false when out
+ * of memory. */
+bool ep_set_alias(struct endpoint *e, uint32_t mntns, const char *alias);
+/* lstat of e's path in its namespace; -errno. */
+int ep_lstat(const struct endpoint *e, struct stat *st);
 void ep_remove(struct endpoint_table *t, struct endpoint *e);
 struct endpoint *ep_find_sock_ino(const struct endpoint_table *t, uint64_t sock_ino);
 /* Entries whose socket file or one of whose directories has this identity. */
 typedef void (*ep_visit_fn)(struct endpoint *e, void *ctx);
 void ep_foreach(const struct endpoint_table *t, ep_visit_fn fn, void *ctx);
-/* Calls fn for every endpoint the name `abs` refers to: the socket path itself
- * or an ancestor directory of it. */
-size_t ep_foreach_under(const struct endpoint_table *t, const char *abs,
+/* Calls fn for every endpoint of namespace mntns the name `abs` refers to:
+ * the socket path itself or an ancestor directory of it. A name from another
+ * namespace may name a file the agent's namespace shares: its endpoints are
+ * visited too (the caller confirms against the file system). */
+size_t ep_foreach_under(const struct endpoint_table *t, uint32_t mntns, const char *abs,
 			ep_visit_fn fn, void *ctx);
 /* The index of the recorded directory with this identity, or -1. */
 int ep_dir_index(const struct endpoint *e, uint64_t dev, uint64_t ino);

@@ -17,13 +17,24 @@ void guards_init(struct guards *g)
 	memset(g, 0, sizeof(*g));
 }
 
+static void guard_dir_free(struct guards *g, struct guard_dir *d)
+{
+	if (d->dirfd >= 0)
+		close(d->dirfd);
+	if (g->roots)
+		ns_root_put(g->roots, d->root);
+	free(d);
+}
+
 void guards_free(struct guards *g)
 {
+	struct ns_roots *roots = g->roots;
+
 	for (size_t i = 0; i < g->n; i++)
-		if (g->v[i].dirfd >= 0)
-			close(g->v[i].dirfd);
+		guard_dir_free(g, g->v[i]);
 	free(g->v);
 	memset(g, 0, sizeof(*g));
+	g->roots = roots;
 }
 
 void guard_name(uint64_t dev, uint64_t ino, char *out, size_t outlen)
@@ -123,13 +134,14 @@ int mount_of(const char *path, uint64_t *mnt_id, char *mountpoint, size_t len)
  */
 static int guard_dir_open(struct guard_dir *d)
 {
+	static const struct ns_root own = { .fd = NS_ROOT_OWN };
 	int mfd, fd;
 	struct stat st;
 
-	mfd = open(d->mountpoint, O_DIRECTORY | O_PATH | O_CLOEXEC);
+	mfd = ns_open(d->root ? d->root : &own, d->mountpoint, O_DIRECTORY | O_PATH, true);
 	if (mfd < 0) {
 		snprintf(d->error, sizeof(d->error), "mount_unreachable");
-		return -errno;
+		return mfd;
 	}
 	if (mkdirat(mfd, GUARD_DIR_NAME, 0700) != 0 && errno != EEXIST) {
 		int err = errno;
@@ -162,7 +174,7 @@ static struct guard_dir *guard_dir_known(struct guards *g, uint64_t mnt_id)
 	struct guard_dir *d;
 
 	for (size_t i = 0; i < g->n; i++) {
-		d = &g->v[i];
+		d = g->v[i];
 		if (d->mnt_id != mnt_id)
 			continue;
 		/* a directory swept by a cleanup job is made again */
@@ -180,8 +192,8 @@ static struct guard_dir *guard_dir_known(struct guards *g, uint64_t mnt_id)
 	return NULL;
 }
 
-static struct guard_dir *guard_dir_get(struct guards *g, uint64_t mnt_id,
-				       const char *mountpoint)
+static struct guard_dir *guard_dir_get(struct guards *g, struct ns_root *root,
+				       uint64_t mnt_id, const char *mountpoint)
 {
 	struct guard_dir *d = guard_dir_known(g, mnt_id);
 
@@ -189,15 +201,18 @@ static struct guard_dir *guard_dir_get(struct guards *g, uint64_t mnt_id,
 		return d;
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 8;
-		void *nv = realloc(g->v, cap * sizeof(*g->v));
+		void *nv = realloc(g->v, cap * sizeof(*g->v)); // NOLINT(bugprone-sizeof-expression): an array of pointers
 
 		if (!nv)
 			return NULL;
 		g->v = nv;
 		g->cap = cap;
 	}
-	d = &g->v[g->n++];
-	memset(d, 0, sizeof(*d));
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	g->v[g->n++] = d;
+	d->root = root && root->fd != NS_ROOT_OWN ? ns_root_ref(root) : NULL;
 	d->mnt_id = mnt_id;
 	snprintf(d->mountpoint, sizeof(d->mountpoint), "%s", mountpoint);
 	d->dirfd = -1;
@@ -207,13 +222,13 @@ static struct guard_dir *guard_dir_get(struct guards *g, uint64_t mnt_id,
 
 void guards_register(struct guards *g, uint64_t mnt_id, const char *mountpoint)
 {
-	guard_dir_get(g, mnt_id, mountpoint);
+	guard_dir_get(g, NULL, mnt_id, mountpoint);
 }
 
 bool guard_find(struct guards *g, uint64_t dev, uint64_t ino, struct guard_ref *ref)
 {
 	for (size_t i = 0; i < g->n; i++) {
-		ref->dir = &g->v[i];
+		ref->dir = g->v[i];
 		guard_name(dev, ino, ref->name, sizeof(ref->name));
 		if (guard_present(ref, dev, ino))
 			return true;
@@ -233,8 +248,116 @@ bool guard_present(const struct guard_ref *ref, uint64_t dev, uint64_t ino)
 	return S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino;
 }
 
-int guard_make(struct guards *g, const char *path, uint64_t dev, uint64_t ino,
-	       struct guard_ref *ref, const char **why)
+/*
+ * The mount point, as root's namespace names it, of the mount mnt_id that
+ * holds path's parent: the deepest ancestor of path that is a mount's root
+ * (STATX_ATTR_MOUNT_ROOT), each looked at beneath root, none followed.
+ */
+static int mountpoint_in_root(const struct ns_root *root, const char *path, uint64_t mnt_id,
+			      char *out, size_t len)
+{
+	char dir[4096];
+
+	if (!path_dirname(path, dir, sizeof(dir)))
+		return -ENAMETOOLONG;
+	for (;;) {
+		struct statx stx;
+		int fd = ns_open(root, dir, O_PATH | O_DIRECTORY, true), rc;
+
+		if (fd < 0)
+			return fd;
+		rc = statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx);
+		close(fd);
+		if (rc != 0)
+			return -errno;
+		if (!(stx.stx_mask & STATX_MNT_ID) ||
+		    !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+			return -ENOTSUP;
+		if (stx.stx_mnt_id != mnt_id)
+			return -EXDEV; /* the socket file is a mount of its own */
+		if ((stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) || strcmp(dir, "/") == 0) {
+			if (strlen(dir) >= len)
+				return -ENAMETOOLONG;
+			strcpy(out, dir);
+			return 0;
+		}
+		if (!path_dirname(dir, dir, sizeof(dir)))
+			return -ENAMETOOLONG;
+	}
+}
+
+/* guard_make in another mount namespace: every name beneath its root. */
+static int guard_make_in(struct guards *g, struct ns_root *root, const char *path,
+			 uint64_t dev, uint64_t ino, struct guard_ref *ref, const char **why)
+{
+	const char *leaf;
+	char mp[4096];
+	struct statx stx;
+	struct stat st;
+	int pfd, rc = 0;
+
+	pfd = ns_open_parent(root, path, &leaf);
+	if (pfd < 0) {
+		*why = "path_gone";
+		return pfd;
+	}
+	if (statx(pfd, leaf, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &stx) != 0 ||
+	    !(stx.stx_mask & STATX_MNT_ID)) {
+		rc = errno ? -errno : -ENOTSUP;
+		*why = "path_gone";
+		goto out;
+	}
+	ref->dir = guard_dir_known(g, stx.stx_mnt_id);
+	if (!ref->dir) {
+		rc = mountpoint_in_root(root, path, stx.stx_mnt_id, mp, sizeof(mp));
+		if (rc) {
+			*why = rc == -EXDEV ? "cross_mount" : "path_gone";
+			goto out;
+		}
+		ref->dir = guard_dir_get(g, root, stx.stx_mnt_id, mp);
+	}
+	if (!ref->dir) {
+		*why = "out_of_memory";
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (ref->dir->dirfd < 0) {
+		*why = ref->dir->error;
+		rc = -EPERM;
+		goto out;
+	}
+	guard_name(dev, ino, ref->name, sizeof(ref->name));
+	if (linkat(pfd, leaf, ref->dir->dirfd, ref->name, 0) != 0) {
+		int err = errno;
+
+		if (guard_present(ref, dev, ino))
+			goto out;
+		if (err == EEXIST) {
+			unlinkat(ref->dir->dirfd, ref->name, 0);
+			if (linkat(pfd, leaf, ref->dir->dirfd, ref->name, 0) == 0)
+				goto verify;
+			err = errno;
+		}
+		*why = err == EROFS ? "read_only" : err == EXDEV ? "cross_mount" :
+		       err == ENOENT ? "path_gone" : err == EPERM ? "link_not_permitted" :
+		       "link_failed";
+		rc = -err;
+		goto out;
+	}
+verify:
+	if (fstatat(ref->dir->dirfd, ref->name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    st.st_ino != ino || st.st_dev != dev) {
+		unlinkat(ref->dir->dirfd, ref->name, 0);
+		*why = "replaced";
+		rc = -ESTALE;
+	}
+out:
+	close(pfd);
+	return rc;
+}
+
+int guard_make(struct guards *g, struct ns_root *root, const char *path, uint64_t dev,
+	       uint64_t ino, struct guard_ref *ref, const char **why)
 {
 	char mp[4096];
 	uint64_t mnt_id = 0;
@@ -242,6 +365,8 @@ int guard_make(struct guards *g, const char *path, uint64_t dev, uint64_t ino,
 	int rc;
 
 	memset(ref, 0, sizeof(*ref));
+	if (root && root->fd != NS_ROOT_OWN)
+		return guard_make_in(g, root, path, dev, ino, ref, why);
 	rc = mount_id_of(path, &mnt_id);
 	if (rc) {
 		*why = "path_gone";
@@ -256,7 +381,7 @@ int guard_make(struct guards *g, const char *path, uint64_t dev, uint64_t ino,
 			*why = "path_gone";
 			return rc;
 		}
-		ref->dir = guard_dir_get(g, mnt_id, mp);
+		ref->dir = guard_dir_get(g, NULL, mnt_id, mp);
 	}
 	if (!ref->dir) {
 		*why = "out_of_memory";
@@ -313,7 +438,8 @@ size_t guards_prune(struct guards *g, guard_keep_fn keep, void *ctx)
 	size_t removed = 0;
 
 	for (size_t i = 0; i < g->n; i++) {
-		struct guard_dir *d = &g->v[i];
+		struct guard_dir *d = g->v[i];
+		size_t kept = 0;
 		int fd;
 		DIR *dir;
 		struct dirent *de;
@@ -333,14 +459,30 @@ size_t guards_prune(struct guards *g, guard_keep_fn keep, void *ctx)
 
 			if (de->d_name[0] == '.')
 				continue;
-			if (guard_name_parse(de->d_name, &dev, &ino) && keep(dev, ino, ctx))
+			if (guard_name_parse(de->d_name, &dev, &ino) && keep(dev, ino, ctx)) {
+				kept++;
 				continue;
+			}
 			if (unlinkat(d->dirfd, de->d_name, 0) == 0)
 				removed++;
+			else
+				kept++;
 		}
 		closedir(dir);
 		/* the shared offset of the dup'ed fd: rewind for the next listing */
 		lseek(d->dirfd, 0, SEEK_SET);
+		if (d->root && !kept) {
+			/* another namespace's directory, empty: remove it and let
+			 * the mount go; a listener met later makes it again */
+			int mfd = ns_open(d->root, d->mountpoint, O_DIRECTORY | O_PATH, true);
+
+			if (mfd >= 0) {
+				unlinkat(mfd, GUARD_DIR_NAME, AT_REMOVEDIR);
+				close(mfd);
+			}
+			guard_dir_free(g, d);
+			g->v[i--] = g->v[--g->n];
+		}
 	}
 	return removed;
 }

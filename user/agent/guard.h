@@ -11,18 +11,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shared/nsroot.h"
+
 #define GUARD_DIR_NAME ".sockwarden-guard"
 
+/* One per mount: allocated on its own, so a guard_ref's pointer stays good
+ * however many mounts follow. */
 struct guard_dir {
-	uint64_t mnt_id;
-	char mountpoint[4096];
+	uint64_t mnt_id;   /* unique among all namespaces' mounts */
+	struct ns_root *root; /* whose names mountpoint is in (a reference) */
+	char mountpoint[4096]; /* as that namespace sees it */
 	int dirfd;       /* -1 when it cannot be used */
 	char error[128]; /* why not, for guard_lost */
 };
 
 struct guards {
-	struct guard_dir *v;
+	struct guard_dir **v;
 	size_t n, cap;
+	struct ns_roots *roots; /* where guard directories' roots come from */
 };
 
 /* A guard for one listener, or why there is none. */
@@ -42,8 +48,8 @@ bool guard_name_parse(const char *name, uint64_t *dev, uint64_t *ino);
  * listener's file (dev, ino). Returns 0, or -errno with `why` set to a short
  * machine-readable reason (read_only, cross_mount, untrusted_dir, replaced, …).
  */
-int guard_make(struct guards *g, const char *path, uint64_t dev, uint64_t ino,
-	       struct guard_ref *ref, const char **why);
+int guard_make(struct guards *g, struct ns_root *root, const char *path, uint64_t dev,
+	       uint64_t ino, struct guard_ref *ref, const char **why);
 /* Registers the guard directory of a mount if it exists (a previous run's). */
 void guards_register(struct guards *g, uint64_t mnt_id, const char *mountpoint);
 /* Looks for an existing guard of (dev, ino) in every known guard directory. */
@@ -52,7 +58,9 @@ bool guard_find(struct guards *g, uint64_t dev, uint64_t ino, struct guard_ref *
 bool guard_present(const struct guard_ref *ref, uint64_t dev, uint64_t ino);
 int guard_remove(const struct guard_ref *ref);
 /* Removes every guard in every known guard directory whose (dev, ino) is not
- * accepted by keep(). Returns how many it removed. */
+ * accepted by keep(). Returns how many it removed. The directory of another
+ * namespace's mount is let go once no guard is left in it: its fd would keep
+ * a dead container's mount alive. */
 typedef bool (*guard_keep_fn)(uint64_t dev, uint64_t ino, void *ctx);
 size_t guards_prune(struct guards *g, guard_keep_fn keep, void *ctx);
 /* The mount id and mount point of the mount holding `path` (not following a

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "endpoint_json.h"
 #include "shared/clock.h"
 #include "shared/config.h"
 #include "shared/discovery.h"
@@ -70,6 +71,7 @@ static json_t *heal_event(struct healer *h, const char *name, const char *sev,
 	json_t *ev = event_new(h->env, name, sev, 0);
 
 	event_set_path(ev, "path", e->path, strlen(e->path));
+	endpoint_json_where(ev, e);
 	return ev;
 }
 
@@ -78,8 +80,10 @@ static void set_owner(json_t *ev, const struct endpoint *e)
 	const struct owner *o = e->n_owners ? &e->owners[0] :
 				e->last_owner;
 
-	if (o)
+	if (o) {
 		event_set_proc(ev, "owner", o->pid, o->comm, o->uid);
+		endpoint_json_proc_ns(json_object_get(ev, "owner"), e, e->owner_mntns);
+	}
 }
 
 static void set_actor(json_t *ev, const struct endpoint *e)
@@ -161,13 +165,16 @@ void healer_listener_seen(struct healer *h, struct endpoint *e)
 		/* it was there: something swept it */
 		report_guard_lost(h, e, "swept");
 	}
-	e->guard_ok = guard_make(&h->guards, e->path, e->l.vfs_dev, e->l.vfs_ino,
+	/* a namespace the agent cannot reach yet has nowhere to keep a guard */
+	if (e->mntns && !e->root)
+		return;
+	e->guard_ok = guard_make(&h->guards, e->root, e->path, e->l.vfs_dev, e->l.vfs_ino,
 				 &e->guard, &why) == 0;
 	if (e->guard_ok) {
 		e->guard_problem[0] = 0;
 		if (was_ok)
 			log_debug("guard of %s re-made", e->path);
-		if (guard_look(e, &st) || lstat(e->path, &st) == 0)
+		if (guard_look(e, &st) || ep_lstat(e, &st) == 0)
 			ep_record_file(e, &st);
 	} else {
 		report_guard_lost(h, e, why ? why : "link_failed");
@@ -217,7 +224,7 @@ static bool listener_alive(struct endpoint *e)
 {
 	struct unix_listener l;
 
-	return discovery_get(e->l.sock_ino, &l) == 0 && l.state == TCP_LISTEN_STATE &&
+	return ep_listener_now(e, &l) == 0 && l.state == TCP_LISTEN_STATE &&
 	       l.vfs_ino == e->l.vfs_ino;
 }
 
@@ -257,7 +264,11 @@ static int parents_walk(const struct endpoint *e, bool create, const char **why)
 {
 	char comp[SW_PATH_MAX];
 	const char *p = e->path + 1;
-	int fd = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	const struct ns_root *root = ep_root(e);
+	/* from the namespace's own root: a walk that never follows a link
+	 * cannot leave it, ".." is never a component of a normalised path */
+	int fd = root->fd == NS_ROOT_OWN ? open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC)
+					 : openat(root->fd, ".", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	size_t depth = 1;
 
 	if (fd < 0)
@@ -348,7 +359,7 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 		skip(h, e, "listener_gone");
 		return false;
 	}
-	if (lstat(e->path, &st) == 0) {
+	if (ep_lstat(e, &st) == 0) {
 		if (S_ISSOCK(st.st_mode) && st.st_ino == e->l.vfs_ino && st.st_dev == e->l.vfs_dev)
 			e->lost = false; /* put back by someone else */
 		skip(h, e, S_ISSOCK(st.st_mode) ? "rebound" : "replaced");
@@ -438,13 +449,14 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 	 * path gone or different by now was removed again after it, a new loss
 	 * that its own record (or the scan) reports and heals, which only happens
 	 * if this endpoint is no longer marked lost */
-	if (lstat(e->path, &st) != 0 || st.st_ino != e->l.vfs_ino)
+	if (ep_lstat(e, &st) != 0 || st.st_ino != e->l.vfs_ino)
 		log_debug("%s was removed again right after its heal", e->path);
 	flap_record(&e->flap, &fc, now_ns);
 	e->lost = false;
 	e->recovered_how = "link";
 	ev = event_new(h->env, "rebind_succeeded", "info", linked_ns);
 	event_set_path(ev, "path", e->path, strlen(e->path));
+	endpoint_json_where(ev, e);
 	json_object_set_new(ev, "how", json_string("link"));
 	json_object_set_new(ev, "heal_ms", json_real((double)(linked_ns - e->lost_ns) / 1e6));
 	set_owner(ev, e);

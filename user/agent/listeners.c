@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "shared/mountinfo.h"
 
 /* ----- reconcile scan ----- */
 
@@ -33,12 +34,60 @@ struct prune_ctx {
 	const struct scan_result *r;
 };
 
+/*
+ * The endpoint a listener's path names in namespace mntns. A listener the
+ * table knows under the agent's own namespace stays there when only its own
+ * namespace still sees the path (a shared /run swept from inside a sandbox):
+ * the endpoint does not change its name because it lost its path.
+ */
+struct endpoint *ep_for_listener(struct agent *a, uint32_t mntns, const char *path,
+				 const struct unix_listener *l, bool *added)
+{
+	if (mntns) {
+		struct endpoint *own = ep_lookup(&a->eps, 0, path);
+
+		if (own && own->has_listener && own->l.sock_ino == l->sock_ino)
+			mntns = 0;
+	}
+	return ep_get_or_add(&a->eps, mntns, path, added);
+}
+
+struct other_holder {
+	const struct endpoint *e;
+	uint64_t scan_gen;
+	bool found;
+};
+
+/* Another endpoint that has e's listener, seen by this scan. */
+static void other_holder_visit(struct endpoint *x, void *ctx)
+{
+	struct other_holder *o = ctx;
+
+	if (x != o->e && x->has_listener && x->l.sock_ino == o->e->l.sock_ino &&
+	    x->scan_gen == o->scan_gen)
+		o->found = true;
+}
+
 static void scan_prune(struct endpoint *e, void *ctx)
 {
 	struct prune_ctx *p = ctx;
 	struct agent *a = p->a;
 	struct stat st;
 
+	/* a namespace's endpoint whose listener the scan found under the
+	 * agent's own name for its file: that one is the endpoint now (its
+	 * guard is the same link, which stays) */
+	if (e->mntns && e->has_listener && e->scan_gen != a->scan_gen) {
+		struct other_holder o = { e, a->scan_gen, false };
+
+		ep_foreach(&a->eps, other_holder_visit, &o);
+		if (o.found) {
+			memset(&e->guard, 0, sizeof(e->guard));
+			e->guard_ok = false;
+			ep_remove(&a->eps, e);
+			return;
+		}
+	}
 	if (e->has_listener && e->scan_gen != a->scan_gen &&
 	    e->listener_set_ns < p->r->started_ns) {
 		struct unix_listener now;
@@ -47,7 +96,7 @@ static void scan_prune(struct endpoint *e, void *ctx)
 		 * it runs (the agent's own verify connects, any client) can make
 		 * it skip a live one. Absent from the dump is not closed: ask
 		 * the kernel for this socket by its inode. */
-		if (discovery_get(e->l.sock_ino, &now) == 0 && now.state == 10 /* LISTEN */) {
+		if (ep_listener_now(e, &now) == 0 && now.state == 10 /* LISTEN */) {
 			e->scan_gen = a->scan_gen;
 			a->scan_dump_misses++;
 		} else {
@@ -56,14 +105,16 @@ static void scan_prune(struct endpoint *e, void *ctx)
 			ep_clear_listener(e);
 		}
 	}
+	/* a namespace's endpoint goes with its listener: the table cannot look
+	 * at a namespace no holder opens any more */
 	if (!e->has_listener && !(e->origin & (EP_FROM_WATCH | EP_FROM_REGISTER)) &&
-	    lstat(e->path, &st) != 0) {
+	    (e->mntns || ep_lstat(e, &st) != 0)) {
 		bool streak = false;
 
 		for (int err = 0; err < SW_ERR_MAX; err++) {
 			static const int errs[] = { ENOENT, ECONNREFUSED, EAGAIN };
 
-			if (coalescer_find(&a->co, e->path, errs[err]))
+			if (coalescer_find(&a->co, e->key, errs[err]))
 				streak = true;
 		}
 		if (!streak)
@@ -90,13 +141,16 @@ static void scan_apply_item(struct agent *a, const struct scan_item *it, bool in
 		return;
 	for (size_t k = 0; k < n_owners; k++)
 		owners[k] = it->owner_entries[k].o;
-	e = ep_get_or_add(&a->eps, it->path, NULL);
+	e = ep_for_listener(a, it->mntns, it->path, l, NULL);
 	if (!e)
 		return;
 	e->origin |= EP_FROM_SCAN;
-	if (!(matches && e->has_listener && e->l.sock_ino == l->sock_ino && !e->lost &&
-	      !e->heal_pending))
-		matches = listener_path_matches(l, it->path);
+	if (it->alias)
+		ep_set_alias(e, it->alias_mntns, it->alias);
+	ep_note_holder(e, l, n_owners ? owners[0].pid : 0, it->holder_mntns);
+	if (!(matches && e->mntns == it->mntns && e->has_listener &&
+	      e->l.sock_ino == l->sock_ino && !e->lost && !e->heal_pending))
+		matches = ep_path_is_listener(e, l);
 	if (matches) {
 		if (e->has_listener && e->l.sock_ino != l->sock_ino)
 			healer_listener_gone(&a->healer, e); /* a new socket took the path */
@@ -111,7 +165,7 @@ static void scan_apply_item(struct agent *a, const struct scan_item *it, bool in
 		if (!e->guard_ok) {
 			struct stat st;
 
-			if (lstat(e->path, &st) == 0)
+			if (ep_lstat(e, &st) == 0)
 				ep_record_file(e, &st);
 		}
 		if (l->max_backlog && l->backlog >= l->max_backlog) {
@@ -126,13 +180,13 @@ static void scan_apply_item(struct agent *a, const struct scan_item *it, bool in
 	if (e->has_listener && e->l.sock_ino == l->sock_ino) {
 		e->scan_gen = a->scan_gen;
 		if (!e->lost && !initial) {
-			report_socket_unlinked(a, e, NULL, "scan", 0);
+			report_socket_unlinked(a, e, NULL, 0, "scan", 0);
 			inode_set_add(&a->orphans_reported, l->sock_ino);
 		}
 		return;
 	}
 	if (!inode_set_has(&a->orphans_reported, l->sock_ino))
-		report_orphan(a, it->path, l, n_owners ? &owners[0] : NULL);
+		report_orphan(a, e, l, n_owners ? &owners[0] : NULL);
 	if (!e->has_listener || e->scan_gen != a->scan_gen) {
 		/* keep the orphan as this path's listener until a live one shows */
 		bool was_listening = e->has_listener;
@@ -194,28 +248,46 @@ void reconcile_initial(struct agent *a)
 
 /* ----- bind / listen records ----- */
 
+
 static bool record_path(const struct sw_rec_bind *r, char *out, size_t outlen)
 {
 	char name[SW_SUN_PATH_LEN + 1], cwd[SW_PATH_MAX];
+	bool ok;
 
 	memcpy(name, r->path, SW_SUN_PATH_LEN);
 	name[SW_SUN_PATH_LEN] = 0;
-	if (name[0] == '/')
-		return path_normalize(name, out, outlen);
-	if (!proc_cwd((pid_t)r->hdr.proc.tgid, cwd, sizeof(cwd)))
-		return false;
-	return path_join(cwd, name, out, outlen);
+	if (name[0] == '/') {
+		ok = path_normalize(name, out, outlen);
+	} else {
+		/* the cwd as the binder's namespace names it */
+		if (!proc_cwd((pid_t)r->hdr.proc.tgid, cwd, sizeof(cwd)))
+			return false;
+		ok = path_join(cwd, name, out, outlen);
+	}
+	/* bound through a magic link: a name no one else can reach */
+	return ok && !ns_path_via_proc(out);
 }
+
 
 void on_bind(struct agent *a, const struct sw_rec_bind *r)
 {
 	char path[SW_PATH_MAX];
 	struct endpoint *e;
+	uint32_t mntns;
 	bool added;
 
 	if (!record_path(r, path, sizeof(path)) || !path_watched(a, path))
 		return;
-	e = ep_get_or_add(&a->eps, path, &added);
+	/* a bind in another namespace says something of an endpoint the table
+	 * has (a restarting server standing in for the heal); a new one there
+	 * is met at its listen(), where its namespace and names are known */
+	mntns = ns_key(r->hdr.mntns);
+	if (mntns) {
+		e = ep_lookup_seen(&a->eps, mntns, path);
+		added = false;
+	} else {
+		e = ep_get_or_add(&a->eps, 0, path, &added);
+	}
 	if (!e)
 		return;
 	e->origin |= EP_FROM_BIND;
@@ -231,6 +303,26 @@ void on_bind(struct agent *a, const struct sw_rec_bind *r)
 		sync_soon(a);
 }
 
+/* The agent's own name for the file a holder in namespace mntns binds at
+ * path (a directory bind-mounted elsewhere), or NULL. */
+static char *own_name_of(pid_t holder, uint32_t mntns, const char *path,
+			 const struct unix_listener *l)
+{
+	struct mount_table theirs, own;
+	char name[SW_PATH_MAX];
+	bool found = false;
+
+	if (mount_table_read(&theirs, holder) != 0)
+		return NULL;
+	if (ns_mntns_of(holder) == mntns && mount_table_read(&own, 0) == 0) {
+		found = ns_own_name(&theirs, &own, path, l->vfs_dev, l->vfs_ino, name,
+				    sizeof(name));
+		mount_table_free(&own);
+	}
+	mount_table_free(&theirs);
+	return found ? strdup(name) : NULL;
+}
+
 void on_listen(struct agent *a, const struct sw_rec_bind *r)
 {
 	char path[SW_PATH_MAX];
@@ -238,25 +330,40 @@ void on_listen(struct agent *a, const struct sw_rec_bind *r)
 	struct owner o;
 	struct endpoint *e;
 	uint64_t ino;
+	uint32_t mntns;
+	char *alias;
 
 	if (!record_path(r, path, sizeof(path)) || !path_watched(a, path))
 		return;
 	ino = fd_socket_inode((pid_t)r->hdr.proc.tgid, r->fd);
-	if (!ino || discovery_get(ino, &l) != 0) {
+	if (!ino || discovery_get_via((pid_t)r->hdr.proc.tgid, ino, &l) != 0) {
 		log_debug("listener on %s closed before it could be looked at", path);
 		return;
 	}
-	e = ep_get_or_add(&a->eps, path, NULL);
+	/* a listener in another namespace is that namespace's endpoint, unless
+	 * the agent sees the same file at that path, or under another name */
+	mntns = ns_key(r->hdr.mntns);
+	if (mntns && listener_path_matches(&l, path))
+		mntns = 0;
+	if (mntns && (alias = own_name_of((pid_t)r->hdr.proc.tgid, mntns, path, &l))) {
+		e = ep_for_listener(a, 0, alias, &l, NULL);
+		if (e)
+			ep_set_alias(e, mntns, path);
+		free(alias);
+	} else {
+		e = ep_for_listener(a, mntns, path, &l, NULL);
+	}
 	if (!e)
 		return;
+	ep_note_holder(e, &l, (pid_t)r->hdr.proc.tgid, r->hdr.mntns);
 	/*
 	 * The path may already be gone: the record is read after the fact, and
 	 * an unlink racing it is exactly what the agent is for. The listener was
 	 * bound there at listen() time, so it stands for the path unless a live
 	 * listener holds the path now.
 	 */
-	if (!listener_path_matches(&l, path) && e->has_listener &&
-	    e->l.sock_ino != l.sock_ino && listener_path_matches(&e->l, path))
+	if (!ep_path_is_listener(e, &l) && e->has_listener &&
+	    e->l.sock_ino != l.sock_ino && ep_path_is_listener(e, &e->l))
 		return;
 	e->origin |= EP_FROM_BIND;
 	if (!owner_read((pid_t)r->hdr.proc.tgid, &o))
@@ -269,7 +376,7 @@ void on_listen(struct agent *a, const struct sw_rec_bind *r)
 	e->wedged = false;
 	e->heal_pending = false;
 	ep_record_fs(e);
-	if (listener_path_matches(&l, path))
+	if (ep_path_is_listener(e, &l))
 		healer_listener_seen(&a->healer, e);
 	log_debug("new listener on %s (pid %d)", path, o.pid);
 	sync_soon(a);

@@ -33,19 +33,20 @@ static void confirm_visit(struct endpoint *e, void *ctx)
 
 	if (!e->has_listener || e->lost)
 		return;
-	if (listener_path_matches(&e->l, e->path))
+	if (ep_path_is_listener(e, &e->l))
 		return; /* still there: a failed race, another name, or a hash collision */
-	if (discovery_get(e->l.sock_ino, &now) != 0 || now.state != 10) {
+	if (ep_listener_now(e, &now) != 0 || now.state != 10) {
 		/* the listener closed before its file went: a clean shutdown */
 		healer_listener_gone(&c->a->healer, e);
 		ep_clear_listener(e);
 		return;
 	}
-	report_socket_unlinked(c->a, e, &c->r->hdr.proc, c->via, c->r->hdr.ts_ns);
+	report_socket_unlinked(c->a, e, &c->r->hdr.proc, c->r->hdr.mntns, c->via, c->r->hdr.ts_ns);
 	c->confirmed++;
 }
 
 struct dir_find {
+	uint32_t mntns; /* the actor's: its own endpoints and the shared ones */
 	uint64_t dev, ino;
 	char path[SW_PATH_MAX];
 	bool found;
@@ -56,7 +57,7 @@ static void dir_find_visit(struct endpoint *e, void *ctx)
 	struct dir_find *f = ctx;
 	int i;
 
-	if (f->found)
+	if (f->found || (e->mntns && e->mntns != f->mntns))
 		return;
 	i = ep_dir_index(e, f->dev, f->ino);
 	if (i >= 0 && ep_dir_path(e, (size_t)i, f->path, sizeof(f->path)))
@@ -65,11 +66,11 @@ static void dir_find_visit(struct endpoint *e, void *ctx)
 
 /* An absolute path for a name the actor used, relative to `base`. */
 static bool resolve_name(struct agent *a, const char *name,
-			 const struct sw_file_id *base, pid_t tgid, char *out,
+			 const struct sw_file_id *base, pid_t tgid, uint32_t mntns, char *out,
 			 size_t outlen)
 {
-	struct dir_find f = {0};
-	char cwd[SW_PATH_MAX];
+	struct dir_find f = { .mntns = mntns };
+	char cwd[SW_PATH_MAX], link[64];
 	struct stat st;
 
 	if (name[0] == '/')
@@ -83,7 +84,11 @@ static bool resolve_name(struct agent *a, const char *name,
 	ep_foreach(&a->eps, dir_find_visit, &f);
 	if (f.found)
 		return path_join(f.path, name, out, outlen);
-	if (proc_cwd(tgid, cwd, sizeof(cwd)) && stat(cwd, &st) == 0 &&
+	/* the cwd by name as the actor's namespace sees it, and by the magic
+	 * link, which reaches it in any namespace: the same directory as the
+	 * record's base, or the actor has moved on */
+	snprintf(link, sizeof(link), "/proc/%d/cwd", (int)tgid);
+	if (proc_cwd(tgid, cwd, sizeof(cwd)) && stat(link, &st) == 0 &&
 	    st.st_ino == base->ino && st.st_dev == f.dev)
 		return path_join(cwd, name, out, outlen);
 	return false;
@@ -125,13 +130,13 @@ void on_unlink(struct agent *a, const struct sw_rec_unlink *r)
 		}
 		memcpy(name, r->name[i], SW_NAME_LEN);
 		name[SW_NAME_LEN] = 0;
-		if (!resolve_name(a, name, &r->base[i], (pid_t)r->hdr.proc.tgid, abs,
-				  sizeof(abs))) {
+		if (!resolve_name(a, name, &r->base[i], (pid_t)r->hdr.proc.tgid,
+				  ns_key(r->hdr.mntns), abs, sizeof(abs))) {
 			log_debug("cannot resolve %s (pid %u); the scan will decide",
 				  name, r->hdr.proc.tgid);
 			continue;
 		}
-		ep_foreach_under(&a->eps, abs, confirm_visit, &c);
+		ep_foreach_under(&a->eps, ns_key(r->hdr.mntns), abs, confirm_visit, &c);
 	}
 	if (c.confirmed)
 		bpf_agent_sync(&a->bpf, &a->eps);
@@ -155,18 +160,20 @@ static void heal_verify(struct endpoint *e, void *ctx)
 	if (!e->recovered_how)
 		return;
 	for (int i = 0; i < SW_ERR_MAX; i++)
-		if (bpf_agent_connect_stat(&a->bpf, e->path, i, &st) == 0 && st.open)
+		if (bpf_agent_connect_stat(&a->bpf, e->key, i, &st) == 0 && st.open)
 			open = true;
-	if (!open || !path_fits_sun_path(e->path)) {
+	/* a connect of the agent's own names the path in the agent's namespace:
+	 * another namespace's streak ends with its clients' first success */
+	if (!open || e->mntns || !path_fits_sun_path(e->path)) {
 		/* a streak the kernel has closed but whose end the agent has not
 		 * read yet is still this heal's to credit (streak_recovered clears) */
-		if (!path_streak_open(a, e->path))
+		if (!path_streak_open(a, e->key))
 			e->recovered_how = NULL;
 		return;
 	}
 	/* removed again since the heal: the connect would only add a failure of
 	 * the agent's own to the streak (the unlink's record reports the loss) */
-	if (!listener_path_matches(&e->l, e->path))
+	if (!ep_path_is_listener(e, &e->l))
 		return;
 	fd = socket(AF_UNIX, e->l.type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -231,9 +238,9 @@ void ctl_healed(void *ctx, struct endpoint *e)
 
 	/* the path may have been removed again while the server was adopting:
 	 * that loss belongs to the new listener, and is healed like any other */
-	if (!listener_path_matches(&e->l, e->path)) {
+	if (!ep_path_is_listener(e, &e->l)) {
 		e->recovered_how = NULL;
-		report_socket_unlinked(a, e, NULL, "scan", 0);
+		report_socket_unlinked(a, e, NULL, 0, "scan", 0);
 		heal_timer_arm(a);
 		return;
 	}

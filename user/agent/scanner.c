@@ -8,6 +8,98 @@
 
 #include "shared/clock.h"
 #include "shared/log.h"
+#include "shared/mountinfo.h"
+#include "shared/nsroot.h"
+
+/* The roots one gather opens, one per foreign mount namespace, closed at its
+ * end: a scan looks at a container's paths inside the container. */
+struct gather_roots {
+	struct ns_root v[64];
+	struct mount_table mounts[64]; /* each one's mount table, read once */
+	bool have_mounts[64];
+	struct mount_table own_mounts;
+	bool have_own_mounts;
+	size_t n;
+};
+
+static const struct ns_root *gather_root(struct gather_roots *g, uint32_t mntns, pid_t pid)
+{
+	int fd;
+
+	for (size_t i = 0; i < g->n; i++)
+		if (g->v[i].mntns == mntns)
+			return g->v[i].fd >= 0 ? &g->v[i] : NULL;
+	if (g->n == sizeof(g->v) / sizeof(g->v[0]))
+		return NULL;
+	fd = ns_root_open(pid, mntns);
+	g->v[g->n] = (struct ns_root){ .mntns = mntns, .fd = fd < 0 ? -2 : fd };
+	/* the table through the same holder, while its pidfd check holds */
+	g->have_mounts[g->n] = fd >= 0 && mount_table_read(&g->mounts[g->n], pid) == 0 &&
+			       ns_mntns_of(pid) == mntns;
+	return fd >= 0 ? &g->v[g->n++] : (g->n++, NULL);
+}
+
+static void gather_roots_close(struct gather_roots *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		if (g->v[i].fd >= 0)
+			close(g->v[i].fd);
+		if (g->have_mounts[i])
+			mount_table_free(&g->mounts[i]);
+		g->have_mounts[i] = false;
+	}
+	if (g->have_own_mounts)
+		mount_table_free(&g->own_mounts);
+	g->have_own_mounts = false;
+	g->n = 0;
+}
+
+/* The agent's own name for a file another namespace names path, if any. */
+static char *gather_own_name(struct gather_roots *g, const struct ns_root *root,
+			     const char *path, const struct unix_listener *l)
+{
+	size_t i = (size_t)(root - g->v);
+	char name[SW_PATH_MAX];
+
+	if (!g->have_mounts[i])
+		return NULL;
+	if (!g->have_own_mounts)
+		g->have_own_mounts = mount_table_read(&g->own_mounts, 0) == 0;
+	if (!g->have_own_mounts ||
+	    !ns_own_name(&g->mounts[i], &g->own_mounts, path, l->vfs_dev, l->vfs_ino, name,
+			 sizeof(name)))
+		return NULL;
+	return strdup(name);
+}
+
+/* Which namespace's endpoint a listener's path is, and whether the path
+ * resolves to the listener there (DESIGN §2 "Namespaces"). */
+static void item_place(struct scan_item *it, struct gather_roots *g, pid_t holder)
+{
+	uint32_t key = it->holder_mntns ? ns_key(it->holder_mntns) : 0;
+	const struct ns_root *root;
+
+	it->matches = listener_path_matches(&it->l, it->path);
+	it->mntns = 0;
+	/* the agent's own, or a file it sees at that very path (a socket in a
+	 * /run every namespace shares, a directory bind-mounted in place) */
+	if (!key || it->matches)
+		return;
+	it->mntns = key;
+	root = gather_root(g, it->holder_mntns, holder);
+	it->matches = root && ns_path_is(root, it->path, it->l.vfs_dev, it->l.vfs_ino);
+	if (it->matches) {
+		/* one file, two names: the agent's own is the endpoint's */
+		char *own = gather_own_name(g, root, it->path, &it->l);
+
+		if (own) {
+			it->alias = it->path;
+			it->alias_mntns = key;
+			it->path = own;
+			it->mntns = 0;
+		}
+	}
+}
 
 
 static int cmp_u64(const void *x, const void *y)
@@ -20,6 +112,7 @@ static int cmp_u64(const void *x, const void *y)
 void scan_gather(struct scan_result *out, struct discovery_source *src)
 {
 	struct listener_list ll = {0};
+	struct gather_roots roots = { .n = 0 };
 
 	memset(out, 0, sizeof(*out));
 	out->started_ns = clock_mono_ns();
@@ -46,6 +139,9 @@ void scan_gather(struct scan_result *out, struct discovery_source *src)
 		/* abstract or unbound: no path to lose */
 		if (!listener_abs_path(&it->l, n_owners ? oe[0].o.pid : 0, path, sizeof(path)))
 			continue;
+		/* bound through a magic link: a name no one else can reach */
+		if (ns_path_via_proc(path))
+			continue;
 		it->path = strdup(path);
 		if (!it->path) {
 			out->err = -ENOMEM;
@@ -54,9 +150,13 @@ void scan_gather(struct scan_result *out, struct discovery_source *src)
 		/* the owner map's entries hold the owner; items point at the first */
 		it->owner_entries = oe;
 		it->n_owners = n_owners;
-		it->matches = listener_path_matches(&it->l, it->path);
+		it->holder_mntns = n_owners ? oe[0].o.mntns_ino : 0;
+		if (n_owners && !it->holder_mntns)
+			it->holder_mntns = ns_mntns_of(oe[0].o.pid);
+		item_place(it, &roots, n_owners ? oe[0].o.pid : 0);
 		out->n++;
 	}
+	gather_roots_close(&roots);
 done:
 	out->n_listeners = ll.n;
 	listener_list_free(&ll);
@@ -65,8 +165,10 @@ done:
 
 void scan_result_free(struct scan_result *r)
 {
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->n; i++) {
 		free(r->items[i].path);
+		free(r->items[i].alias);
+	}
 	free(r->items);
 	free(r->inos);
 	owner_map_free(&r->om);

@@ -28,6 +28,15 @@ struct scan_item {
 	const struct owner_entry *owner_entries; /* into scan_result.om, by pid */
 	size_t n_owners;
 	bool matches;             /* path resolved to this socket file when gathered */
+	/* the namespace the path is the holder's in: 0 for the agent's own (and
+	 * for a file it sees at the same path); the holder's mount namespace
+	 * when only that namespace has it */
+	uint32_t mntns;
+	uint32_t holder_mntns;    /* the first holder's, 0 unknown */
+	/* the holder's name for the file when path is the agent's other name
+	 * for it (a directory bind-mounted elsewhere), and its namespace */
+	char *alias;
+	uint32_t alias_mntns;
 };
 
 struct scan_result {

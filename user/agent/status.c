@@ -144,6 +144,7 @@ json_t *agent_status(void *ctx)
 	json_object_set_new(doc, "host", json_string(a->env.host));
 	json_object_set_new(doc, "boot_id", json_string(a->env.boot_id));
 	json_object_set_new(doc, "mode", json_string(attach_mode_name(a->bpf.mode)));
+	json_object_set_new(doc, "mntns", json_integer(ns_self_mntns()));
 	json_object_set_new(doc, "mode_reason", json_string(a->bpf.mode_reason));
 	json_object_set_new(doc, "discovery", json_string(discovery_source_name(&a->disc)));
 	json_object_set_new(doc, "discovery_reason", json_string(a->disc.reason));

@@ -27,9 +27,9 @@ void coalesced_emit(const struct coalesced_event *c, void *ctx)
 	struct agent *a = ctx;
 	static const char *names[] = { "connect_failing", "connect_still_failing",
 				       "connect_recovered" };
-	json_t *ev = ev_path(a, names[c->kind],
-			     c->kind == COALESCED_RECOVERED ? "info" : "warning",
-			     c->mono_ns, c->path);
+	json_t *ev = ev_key(a, names[c->kind],
+			    c->kind == COALESCED_RECOVERED ? "info" : "warning",
+			    c->mono_ns, c->path);
 
 	json_object_set_new(ev, "errno", json_string(errno_name(c->err)));
 	switch (c->kind) {
@@ -69,10 +69,16 @@ void coalesced_emit(const struct coalesced_event *c, void *ctx)
 	emit(a, ev);
 }
 
+/* The coalescer's name of a kernel key: the endpoint key of (mntns, path). */
+#define KEY_LEN (SW_SUN_PATH_LEN + 24)
 static void path_of_key(const struct sw_path_key *k, char *out)
 {
-	memcpy(out, k->path, SW_SUN_PATH_LEN);
-	out[SW_SUN_PATH_LEN] = 0;
+	char path[SW_SUN_PATH_LEN + 1];
+
+	memcpy(path, k->path, SW_SUN_PATH_LEN);
+	path[SW_SUN_PATH_LEN] = 0;
+	if (!ep_key_format(k->mntns, path, out, KEY_LEN))
+		snprintf(out, KEY_LEN, "%s", path);
 }
 
 void streak_recovered(struct agent *a, const char *path, int err_index,
@@ -105,7 +111,7 @@ static bool streak_supersede(struct agent *a, const char *path, int err_index,
 
 void on_connect_fail(struct agent *a, const struct sw_rec_connect *r)
 {
-	char path[SW_SUN_PATH_LEN + 1];
+	char path[KEY_LEN];
 	struct coalesced_client cl = {0};
 	int err_index = (int)r->key.err;
 	struct endpoint *e;
@@ -123,21 +129,23 @@ void on_connect_fail(struct agent *a, const struct sw_rec_connect *r)
 		return;
 	coalescer_failing(&a->co, path, err_of_index[err_index], r->gen, r->count,
 			  r->hdr.ts_ns, &cl);
-	e = ep_lookup(&a->eps, path);
+	e = ep_lookup_key(&a->eps, path);
 	if (err_of_index[err_index] == ECONNREFUSED) {
 		struct stat st;
 		json_t *ev;
 
-		if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+		/* a foreign namespace's path is looked at in it, or not at all */
+		if ((e ? ep_lstat(e, &st) : r->key.path.mntns ? -ENOENT
+				: (lstat(path, &st) ? -errno : 0)) != 0 || !S_ISSOCK(st.st_mode))
 			return;
-		ev = ev_path(a, "stale_socket", "error", r->hdr.ts_ns, path);
+		ev = ev_key(a, "stale_socket", "error", r->hdr.ts_ns, path);
 		if (e && e->last_owner)
 			ev_owner(ev, "last_owner", e->last_owner);
 		emit(a, ev);
 	} else if (err_of_index[err_index] == EAGAIN && e && e->has_listener) {
 		struct unix_listener l;
 
-		if (discovery_get(e->l.sock_ino, &l) == 0) {
+		if (ep_listener_now(e, &l) == 0) {
 			e->l.backlog = l.backlog;
 			e->l.max_backlog = l.max_backlog;
 		}
@@ -173,7 +181,7 @@ void streak_recovered(struct agent *a, const char *path, int err_index,
 	}
 	/* after a heal of this path the first success is the heal's, however the
 	 * agent learns of it: its verifying connect, a client's, or a map scan */
-	e = ep_lookup(&a->eps, path);
+	e = ep_lookup_key(&a->eps, path);
 	if (e && e->recovered_how)
 		how = e->recovered_how;
 	coalescer_recovered(&a->co, path, err_of_index[err_index], gen, closed_failures,
@@ -185,7 +193,7 @@ void streak_recovered(struct agent *a, const char *path, int err_index,
 
 void on_connect_ok(struct agent *a, const struct sw_rec_connect *r)
 {
-	char path[SW_SUN_PATH_LEN + 1];
+	char path[KEY_LEN];
 	struct sw_connect_stat st;
 	struct streak *s;
 	int err_index = (int)r->key.err;
@@ -239,7 +247,7 @@ void streaks_reconcile(struct agent *a)
 
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		struct sw_connect_stat st;
-		char path[SW_SUN_PATH_LEN + 1];
+		char path[KEY_LEN];
 		struct streak *s;
 
 		cur = next;

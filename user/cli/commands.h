@@ -10,12 +10,14 @@
 #ifndef SW_COMMANDS_H
 #define SW_COMMANDS_H
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* `sockwarden status [--json] [--state FILE] [--control PATH]` (status.c) */
 int status_main(int argc, char **argv);
-/* `sockwarden probe PATH [--json] [--timeout MS]` (probe.c); no BPF needed */
-int probe_main(const char *path, bool json, int timeout_ms);
-/* `sockwarden doctor [--json]` (doctor.c); no BPF needed */
+/* `sockwarden probe PATH [--json] [--timeout MS] [--pid PID]` (probe.c); no
+ * BPF needed. pid > 0: PATH is resolved in PID's mount namespace. */
+int probe_main(const char *path, bool json, int timeout_ms, pid_t pid);
+/* `sockwarden doctor [--json]` (doctor.c), every namespace; no BPF needed */
 int doctor_main(bool json);
 /* `sockwarden report [FILE] [--json]` (report.c); argv[0] is "report" */
 int report_command(int argc, char **argv);

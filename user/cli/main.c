@@ -27,8 +27,10 @@ static const char usage_text[] =
 	"Commands:\n"
 	"  run [OPTIONS]         run the agent in the foreground\n"
 	"  status [--json]       what the running agent watches (or its state file)\n"
-	"  probe PATH [--json]   diagnose one socket path (no BPF needed)\n"
-	"  doctor [--json]       diagnose every Unix socket on the host\n"
+	"  probe PATH [--json] [--pid PID]  diagnose one socket path (no BPF\n"
+	"                        needed), with --pid in PID's mount namespace\n"
+	"  doctor [--json]       diagnose every Unix socket on the host, in every\n"
+	"                        namespace\n"
 	"  report [FILE] [--json]  postmortem timeline per endpoint from an event\n"
 	"                        journal (FILE omitted or - = stdin)\n"
 	"\n"
@@ -62,6 +64,12 @@ static const char usage_text[] =
 	"  --metrics HOST:PORT   serve Prometheus metrics over HTTP\n"
 	"  --metrics-file FILE   write Prometheus metrics to FILE (textfile collector)\n"
 	"  -v, --verbose         debug messages and libbpf's own messages on stderr\n"
+	"\n"
+	"Options of probe:\n"
+	"  --pid PID             resolve PATH (absolute) in the mount namespace of\n"
+	"                        process PID, and connect to the socket there\n"
+	"  --timeout MS          the connect test's timeout (default 1000)\n"
+	"  --json                print the result as JSON\n"
 	"\n"
 	"  -h, --help            show this help and exit\n"
 	"  -V, --version         show the version and exit\n"
@@ -319,11 +327,13 @@ static int cmd_probe_doctor(int argc, char **argv, bool probe)
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "pid", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	bool json = false;
 	int c, timeout_ms = 1000;
+	pid_t pid = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -343,6 +353,20 @@ static int cmd_probe_doctor(int argc, char **argv, bool probe)
 			timeout_ms = (int)ms;
 			break;
 		}
+		case 'p': {
+			char *end;
+			long v;
+
+			if (!probe)
+				return usage_error("%s", "doctor: --pid is an option of probe "
+						   "(doctor looks into every namespace)");
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v <= 0 || v > INT_MAX)
+				return usage_error("--pid %s: expected a process id > 0", optarg);
+			pid = (pid_t)v;
+			break;
+		}
 		case 'h':
 			fputs(usage_text, stdout);
 			return SW_EXIT_OK;
@@ -353,7 +377,7 @@ static int cmd_probe_doctor(int argc, char **argv, bool probe)
 	if (probe) {
 		if (optind != argc - 1)
 			return usage_error("%s", "probe takes exactly one PATH");
-		return probe_main(argv[optind], json, timeout_ms);
+		return probe_main(argv[optind], json, timeout_ms, pid);
 	}
 	if (optind != argc)
 		return usage_error("doctor: unexpected argument '%s'", argv[optind]);

@@ -22,6 +22,24 @@
 #include "shared/clock.h"
 #include "shared/exitcodes.h"
 
+/* Where an endpoint outside the agent's own namespace runs: " (container
+ * 3f2a1b9c8d7e podman, mnt:[4026532179])". */
+static void print_where(FILE *out, json_t *ep)
+{
+	json_t *c = json_object_get(ep, "container");
+	const char *unit = str_of(ep, "unit");
+
+	if (!json_is_true(json_object_get(ep, "foreign_namespace")) && !c)
+		return;
+	fprintf(out, " (");
+	if (c)
+		fprintf(out, "container %.12s %s, ", str_of(c, "id") ? str_of(c, "id") : "?",
+			str_of(c, "runtime") ? str_of(c, "runtime") : "");
+	else if (unit)
+		fprintf(out, "unit %s, ", unit);
+	fprintf(out, "mnt:[%lld])", (long long)json_integer_value(json_object_get(ep, "mntns")));
+}
+
 /* ----- the model for a person ----- */
 
 static void print_timeline(FILE *out, const json_t *timeline, bool with_incident)
@@ -151,8 +169,9 @@ void report_print(FILE *out, const json_t *model)
 
 		if (multi_host)
 			fprintf(out, "%s: ", str_of(ep, "host"));
-		fprintf(out, "%s: %lld incident%s", str_of(ep, "path"), (long long)total,
-			total == 1 ? "" : "s");
+		fprintf(out, "%s", str_of(ep, "path"));
+		print_where(out, ep);
+		fprintf(out, ": %lld incident%s", (long long)total, total == 1 ? "" : "s");
 		json_array_foreach(incs, k, x)
 			fprintf(out, "%s%s", k ? ", " : " (", str_of(x, "status"));
 		fprintf(out, "%s, %lld events from %s\n", total ? ")" : "",

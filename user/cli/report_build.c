@@ -59,18 +59,42 @@ static json_t *proc_copy(const json_t *p)
 	return c;
 }
 
+/* Where the endpoint runs, as its events name it. */
+static void endpoint_note_where(struct endpoint_acc *ep, const struct jevent *e)
+{
+	static const char *const keys[] = { "container", "pod", "unit" };
+	json_t *w = NULL;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		json_t *v = json_object_get(e->obj, keys[i]);
+
+		if (!v)
+			continue;
+		if (!w)
+			w = json_object();
+		json_object_set(w, keys[i], v);
+	}
+	if (!w)
+		return;
+	json_decref(ep->where);
+	ep->where = w;
+}
+
 struct endpoint_acc *endpoint_of(struct builder *b, const struct jevent *e)
 {
 	char *key;
 	json_t *idx;
 	struct endpoint_acc *ep;
 
-	if (asprintf(&key, "%s\n%s", e->host, e->path) < 0)
+	/* two containers' sockets at one path are two endpoints */
+	if (asprintf(&key, "%s\n%lld\n%s", e->host, (long long)e->mntns, e->path) < 0)
 		return NULL;
 	idx = json_object_get(b->ep_index, key);
 	if (idx) {
 		free(key);
-		return &b->ep[json_integer_value(idx)];
+		ep = &b->ep[json_integer_value(idx)];
+		endpoint_note_where(ep, e);
+		return ep;
 	}
 	if (!grow((void **)&b->ep, &b->cap_ep, b->n_ep, sizeof(*b->ep)) ||
 	    json_object_set_new(b->ep_index, key, json_integer((json_int_t)b->n_ep))) {
@@ -82,6 +106,8 @@ struct endpoint_acc *endpoint_of(struct builder *b, const struct jevent *e)
 	ep->host = e->host;
 	ep->path = e->path;
 	ep->path_hex = e->path_hex;
+	ep->mntns = e->mntns;
+	endpoint_note_where(ep, e);
 	ep->first = e;
 	ep->timeline = json_array();
 	ep->open = -1;
@@ -398,6 +424,8 @@ void agent_event(struct builder *b, const struct jevent *e)
 	json_int_t n;
 
 	if (event_is(e, "agent_started")) {
+		if (e->mntns)
+			json_object_set_new(b->agent_mntns_of_host, e->host, json_integer(e->mntns));
 		if (run)
 			run->end = "unclean";
 		run = run_new(b, e->host);

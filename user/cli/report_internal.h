@@ -39,6 +39,7 @@ struct jevent {
 	const char *path; /* NULL: an agent-wide event */
 	const char *path_hex;
 	const char *host; /* "" when absent */
+	json_int_t mntns; /* the endpoint's mount namespace; 0 when absent */
 	const char *time; /* as written */
 	struct timepoint at;
 	int64_t order_ns;
@@ -102,6 +103,8 @@ struct incident {
 
 struct endpoint_acc {
 	const char *host, *path, *path_hex;
+	json_int_t mntns;  /* 0: the event named none (an older agent's) */
+	json_t *where;     /* container, pod, unit of its latest event naming one */
 	const struct jevent *first, *last;
 	json_t *timeline;
 	json_t *owner; /* the server as last named by any event of the endpoint */
@@ -121,7 +124,8 @@ struct builder {
 	struct report_journal *j;
 	struct endpoint_acc *ep;
 	size_t n_ep, cap_ep;
-	json_t *ep_index; /* host "\n" path -> index in ep */
+	json_t *ep_index; /* host "\n" mntns "\n" path -> index in ep */
+	json_t *agent_mntns_of_host; /* host -> the agent's own mount namespace */
 	struct run_acc *runs;
 	size_t n_runs, cap_runs;
 	json_t *agent_timeline;

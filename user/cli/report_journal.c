@@ -134,6 +134,8 @@ static const char *event_of(json_t *obj, struct jevent *e)
 	e->host = str_of(obj, "host");
 	if (!e->host)
 		e->host = "";
+	if (!int_of(obj, "mntns", &e->mntns) || e->mntns < 0)
+		e->mntns = 0;
 	e->at.boot_id = str_of(obj, "boot_id");
 	if (e->at.boot_id && !*e->at.boot_id)
 		e->at.boot_id = NULL; /* the agent writes "" when it could not read it */

@@ -198,8 +198,10 @@ static json_t *incident_json(const struct incident *inc, const struct jevent *jo
 	return x;
 }
 
-static json_t *endpoint_json(const struct endpoint_acc *ep, const struct jevent *journal_end)
+static json_t *endpoint_json(const struct builder *b, const struct endpoint_acc *ep,
+			     const struct jevent *journal_end)
 {
+	json_t *own = json_object_get(b->agent_mntns_of_host, ep->host);
 	json_t *x = json_object(), *incs = json_array();
 	json_int_t open = 0;
 
@@ -211,6 +213,15 @@ static json_t *endpoint_json(const struct endpoint_acc *ep, const struct jevent 
 	if (ep->path_hex)
 		json_object_set_new(x, "path_hex", json_string(ep->path_hex));
 	json_object_set_new(x, "host", json_string(ep->host));
+	if (ep->mntns) {
+		json_object_set_new(x, "mntns", json_integer(ep->mntns));
+		/* another namespace than the agent's own: a container's, a sandbox's */
+		if (own)
+			json_object_set_new(x, "foreign_namespace",
+					    json_boolean(json_integer_value(own) != ep->mntns));
+	}
+	if (ep->where)
+		json_object_update(x, ep->where);
 	json_object_set_new(x, "first_time", json_string(ep->first->time));
 	json_object_set_new(x, "last_time", json_string(ep->last->time));
 	json_object_set_new(x, "events", json_integer((json_int_t)json_array_size(ep->timeline)));
@@ -266,6 +277,7 @@ static void builder_free(struct builder *b)
 		free(ep->inc);
 		json_decref(ep->timeline);
 		json_decref(ep->owner);
+		json_decref(ep->where);
 	}
 	free(b->ep);
 	free(b->runs);
@@ -274,6 +286,7 @@ static void builder_free(struct builder *b)
 	json_decref(b->lost);
 	json_decref(b->boot_of_host);
 	json_decref(b->hosts_seen);
+	json_decref(b->agent_mntns_of_host);
 }
 
 json_t *report_build(struct report_journal *j, const char *source)
@@ -289,6 +302,7 @@ json_t *report_build(struct report_journal *j, const char *source)
 	b.lost = json_array();
 	b.boot_of_host = json_object();
 	b.hosts_seen = json_object();
+	b.agent_mntns_of_host = json_object();
 	journal_sort(j);
 	for (size_t i = 0; i < j->n; i++) {
 		const struct jevent *e = &j->ev[i];
@@ -317,7 +331,7 @@ json_t *report_build(struct report_journal *j, const char *source)
 	}
 
 	for (size_t i = 0; i < b.n_ep; i++) {
-		json_t *x = endpoint_json(&b.ep[i], last);
+		json_t *x = endpoint_json(&b, &b.ep[i], last);
 
 		incidents += json_integer_value(json_object_get(x, "incidents_total"));
 		open += json_integer_value(json_object_get(x, "incidents_open"));

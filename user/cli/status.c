@@ -132,6 +132,22 @@ static long long jint(json_t *o, const char *k)
 	return (long long)json_integer_value(json_object_get(o, k));
 }
 
+/* An endpoint outside the agent's own mount namespace: which one, and the
+ * container or unit its holder's cgroup names. */
+static void print_namespace(json_t *doc, json_t *e)
+{
+	json_t *c = json_object_get(e, "container");
+
+	if (jint(e, "mntns") == jint(doc, "mntns") || !jint(e, "mntns"))
+		return;
+	printf("  (namespace mnt:[%lld]", jint(e, "mntns"));
+	if (c)
+		printf(", container %.12s %s", jstr(c, "id"), jstr(c, "runtime"));
+	else if (json_object_get(e, "unit"))
+		printf(", unit %s", jstr(e, "unit"));
+	printf(")");
+}
+
 static void print_duration(double s)
 {
 	if (s < 60)
@@ -174,7 +190,9 @@ static void print_human(json_t *doc, const char *source)
 		json_t *streaks = json_object_get(e, "streaks"), *s;
 		size_t k;
 
-		printf("  %s\n    %s", jstr(e, "path"), jstr(e, "state"));
+		printf("  %s", jstr(e, "path"));
+		print_namespace(doc, e);
+		printf("\n    %s", jstr(e, "state"));
 		if (json_object_get(e, "lost_for_s")) {
 			printf(" for ");
 			print_duration(json_number_value(json_object_get(e, "lost_for_s")));

@@ -768,3 +768,26 @@ bool process_alive(int pid)
 	return pid > 0 && proc_stat_read(pid, &state, &flags) == 0 && state != 'Z' &&
 	       state != 'X';
 }
+
+int discovery_get_via(pid_t holder, uint64_t sock_ino, struct unix_listener *out)
+{
+	struct listener_list ll = {0};
+	int rc = discovery_get(sock_ino, out);
+
+	if (rc == 0 || holder <= 0)
+		return rc;
+	if (discovery_pid_listeners(holder, &ll) != 0) {
+		listener_list_free(&ll);
+		return rc;
+	}
+	rc = -ENOENT;
+	for (size_t i = 0; i < ll.n; i++) {
+		if (ll.v[i].sock_ino == sock_ino) {
+			*out = ll.v[i];
+			rc = 0;
+			break;
+		}
+	}
+	listener_list_free(&ll);
+	return rc;
+}

@@ -61,6 +61,10 @@ int discovery_get_in(uint32_t netns, pid_t via, uint64_t sock_ino, struct unix_l
  * then through the holder the last scan named (discovery_note_foreign). */
 int discovery_get(uint64_t sock_ino, struct unix_listener *out);
 
+/* discovery_get, then through a process known to hold the socket (one in a
+ * network namespace no scan has named yet); -ENOENT when it is gone. */
+int discovery_get_via(pid_t holder, uint64_t sock_ino, struct unix_listener *out);
+
 /* Lists the listening AF_UNIX sockets one process holds, in any namespace. */
 typedef int (*discovery_pid_listeners_fn)(pid_t pid, struct listener_list *out, void *ctx);
 /* The source's look-up for processes of other network namespaces (the

@@ -63,7 +63,7 @@ static int teardown_table(void **state)
 static struct endpoint *add(struct endpoint_table *t, const char *path)
 {
 	bool added = false;
-	struct endpoint *e = ep_get_or_add(t, path, &added);
+	struct endpoint *e = ep_get_or_add(t, 0, path, &added);
 
 	if (!e)
 		fail_msg("ep_get_or_add(\"%s\") failed", path);
@@ -79,7 +79,7 @@ static void test_init_defaults_bucket_count(void **state)
 
 	assert_int_equal(t->n_buckets, 4096);
 	assert_int_equal(t->count, 0);
-	assert_null(ep_lookup(t, "/run/a.sock"));
+	assert_null(ep_lookup(t, 0, "/run/a.sock"));
 }
 
 static void test_init_with_bucket_count(void **state)
@@ -101,17 +101,17 @@ static void test_get_or_add_adds_once_and_returns_same_entry(void **state)
 	bool added = true;
 	struct endpoint *e1, *e2;
 
-	e1 = ep_get_or_add(t, "/run/app/app.sock", &added);
+	e1 = ep_get_or_add(t, 0, "/run/app/app.sock", &added);
 	assert_non_null(e1);
 	assert_true(added);
 	assert_string_equal(e1->path, "/run/app/app.sock");
 	assert_int_equal(t->count, 1);
-	e2 = ep_get_or_add(t, "/run/app/app.sock", &added);
+	e2 = ep_get_or_add(t, 0, "/run/app/app.sock", &added);
 	assert_ptr_equal(e1, e2);
 	assert_false(added);
 	assert_int_equal(t->count, 1);
 	/* added may be NULL */
-	assert_ptr_equal(ep_get_or_add(t, "/run/app/app.sock", NULL), e1);
+	assert_ptr_equal(ep_get_or_add(t, 0, "/run/app/app.sock", NULL), e1);
 }
 
 static void test_new_entry_is_blank(void **state)
@@ -136,8 +136,8 @@ static void test_entry_owns_its_path_copy(void **state)
 
 	assert_ptr_not_equal(e->path, path);
 	strcpy(path, "/run/b.sock");
-	assert_ptr_equal(ep_lookup(t, "/run/a.sock"), e);
-	assert_null(ep_lookup(t, "/run/b.sock"));
+	assert_ptr_equal(ep_lookup(t, 0, "/run/a.sock"), e);
+	assert_null(ep_lookup(t, 0, "/run/b.sock"));
 }
 
 static void test_get_or_add_rejects_relative_and_unnormalised(void **state)
@@ -150,13 +150,13 @@ static void test_get_or_add_rejects_relative_and_unnormalised(void **state)
 	bool added = true;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		if (ep_get_or_add(t, bad[i], &added))
+		if (ep_get_or_add(t, 0, bad[i], &added))
 			fail_msg("accepted \"%s\"", bad[i]);
 		assert_false(added);
 	}
 	assert_int_equal(t->count, 0);
 	/* the root itself is absolute and normalised */
-	assert_non_null(ep_get_or_add(t, "/", NULL));
+	assert_non_null(ep_get_or_add(t, 0, "/", NULL));
 }
 
 static void test_get_or_add_rejects_path_longer_than_path_max(void **state)
@@ -168,7 +168,7 @@ static void test_get_or_add_rejects_path_longer_than_path_max(void **state)
 	p[0] = '/';
 	memset(p + 1, 'a', SW_PATH_MAX + 8);
 	p[SW_PATH_MAX + 9] = 0;
-	assert_null(ep_get_or_add(t, p, NULL));
+	assert_null(ep_get_or_add(t, 0, p, NULL));
 	free(p);
 }
 
@@ -177,11 +177,11 @@ static void test_lookup_is_exact(void **state)
 	struct endpoint_table *t = *state;
 	struct endpoint *e = add(t, "/run/app/a.sock");
 
-	assert_ptr_equal(ep_lookup(t, "/run/app/a.sock"), e);
-	assert_null(ep_lookup(t, "/run/app/a.soc"));
-	assert_null(ep_lookup(t, "/run/app/a.sockx"));
-	assert_null(ep_lookup(t, "/run/app"));
-	assert_null(ep_lookup(t, "/run//app/a.sock"));
+	assert_ptr_equal(ep_lookup(t, 0, "/run/app/a.sock"), e);
+	assert_null(ep_lookup(t, 0, "/run/app/a.soc"));
+	assert_null(ep_lookup(t, 0, "/run/app/a.sockx"));
+	assert_null(ep_lookup(t, 0, "/run/app"));
+	assert_null(ep_lookup(t, 0, "/run//app/a.sock"));
 }
 
 static void test_remove(void **state)
@@ -192,8 +192,8 @@ static void test_remove(void **state)
 
 	ep_remove(t, a);
 	assert_int_equal(t->count, 1);
-	assert_null(ep_lookup(t, "/run/a.sock"));
-	assert_ptr_equal(ep_lookup(t, "/run/b.sock"), b);
+	assert_null(ep_lookup(t, 0, "/run/a.sock"));
+	assert_ptr_equal(ep_lookup(t, 0, "/run/b.sock"), b);
 	/* it can come back, as a new entry */
 	assert_non_null(add(t, "/run/a.sock"));
 	assert_int_equal(t->count, 2);
@@ -214,7 +214,7 @@ static void test_many_entries_with_long_chains(void **state)
 		struct endpoint *e;
 
 		snprintf(path, sizeof(path), "/run/svc%d/s%d.sock", i % 97, i);
-		e = ep_lookup(t, path);
+		e = ep_lookup(t, 0, path);
 		if (!e)
 			fail_msg("lost %s", path);
 		assert_string_equal(e->path, path);
@@ -222,12 +222,12 @@ static void test_many_entries_with_long_chains(void **state)
 	/* remove the even ones: from chain heads, middles and tails */
 	for (int i = 0; i < N; i += 2) {
 		snprintf(path, sizeof(path), "/run/svc%d/s%d.sock", i % 97, i);
-		ep_remove(t, ep_lookup(t, path));
+		ep_remove(t, ep_lookup(t, 0, path));
 	}
 	assert_int_equal(t->count, N / 2);
 	for (int i = 0; i < N; i++) {
 		snprintf(path, sizeof(path), "/run/svc%d/s%d.sock", i % 97, i);
-		if ((ep_lookup(t, path) != NULL) != (i % 2 == 1))
+		if ((ep_lookup(t, 0, path) != NULL) != (i % 2 == 1))
 			fail_msg("%s: wrong presence after removals", path);
 	}
 }
@@ -369,6 +369,85 @@ static bool visited(const struct visits *v, const char *path)
 	return hits == 1;
 }
 
+/* ----- namespaces ----- */
+
+/* Two containers with a socket at one path are two endpoints; the agent's
+ * own namespace is a third. */
+static void test_same_path_in_two_namespaces_is_two_entries(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct endpoint *own = ep_get_or_add(t, 0, "/run/app/app.sock", NULL);
+	struct endpoint *a = ep_get_or_add(t, 4026532001u, "/run/app/app.sock", NULL);
+	struct endpoint *b = ep_get_or_add(t, 4026532002u, "/run/app/app.sock", NULL);
+
+	assert_non_null(own);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_not_equal(a, b);
+	assert_ptr_not_equal(a, own);
+	assert_int_equal(t->count, 3);
+	assert_ptr_equal(ep_lookup(t, 4026532001u, "/run/app/app.sock"), a);
+	assert_ptr_equal(ep_lookup(t, 4026532002u, "/run/app/app.sock"), b);
+	assert_ptr_equal(ep_lookup(t, 0, "/run/app/app.sock"), own);
+	assert_null(ep_lookup(t, 4026532003u, "/run/app/app.sock"));
+	/* their directories are each namespace's own */
+	assert_ptr_not_equal(a->dir, b->dir);
+	assert_ptr_not_equal(a->dir, own->dir);
+	assert_string_equal(own->key, "/run/app/app.sock");
+	assert_string_equal(a->key, "mnt:[4026532001]/run/app/app.sock");
+	assert_ptr_equal(ep_lookup_key(t, a->key), a);
+	assert_ptr_equal(ep_lookup_key(t, own->key), own);
+	/* no root is known yet: nothing of a foreign path can be looked at */
+	struct stat st;
+
+	assert_int_not_equal(ep_lstat(a, &st), 0);
+	ep_remove(t, a);
+	assert_ptr_equal(ep_lookup(t, 4026532002u, "/run/app/app.sock"), b);
+	assert_null(ep_lookup(t, 4026532001u, "/run/app/app.sock"));
+}
+
+static void test_key_parse_rejects_what_format_never_writes(void **state)
+{
+	char key[256];
+	const char *path;
+	uint32_t mntns = 7;
+
+	(void)state;
+	assert_true(ep_key_format(42, "/a.sock", key, sizeof(key)));
+	assert_true(ep_key_parse(key, &mntns, &path));
+	assert_int_equal(mntns, 42);
+	assert_string_equal(path, "/a.sock");
+	assert_true(ep_key_parse("/b.sock", &mntns, &path));
+	assert_int_equal(mntns, 0);
+	assert_false(ep_key_format(42, "/a.sock", key, 10));
+	static const char *bad[] = { "mnt:[]/a", "mnt:[0]/a", "mnt:[12]a", "mnt:[12/a",
+				     "mnt:[99999999999]/a", "mnt:[-1]/a", "rel", "" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(ep_key_parse(bad[i], &mntns, &path));
+}
+
+/* An unlink from a namespace names its own endpoints and the shared ones,
+ * never another namespace's. */
+static void test_foreach_under_stays_in_the_actor_namespace(void **state)
+{
+	struct endpoint_table *t = *state;
+	struct visits v = {0};
+
+	ep_get_or_add(t, 0, "/run/app/own.sock", NULL);
+	ep_get_or_add(t, 11, "/run/app/a.sock", NULL);
+	ep_get_or_add(t, 12, "/run/app/b.sock", NULL);
+	ep_get_or_add(t, 12, "/run/app/a.sock", NULL);
+	assert_int_equal(ep_foreach_under(t, 11, "/run/app", visit, &v), 2);
+	assert_true(visited(&v, "/run/app/own.sock"));
+	assert_true(visited(&v, "/run/app/a.sock"));
+	v.n = 0;
+	assert_int_equal(ep_foreach_under(t, 12, "/run/app/a.sock", visit, &v), 1);
+	v.n = 0;
+	assert_int_equal(ep_foreach_under(t, 0, "/run/app", visit, &v), 1);
+	assert_true(visited(&v, "/run/app/own.sock"));
+}
+
 static void test_foreach_visits_every_entry_once(void **state)
 {
 	struct endpoint_table *t = *state;
@@ -415,7 +494,7 @@ static void test_foreach_under_respects_component_boundaries(void **state)
 	add(t, "/run/appx/z.sock");
 	add(t, "/var/run/app/w.sock");
 
-	n = ep_foreach_under(t, "/run/app", visit, &v);
+	n = ep_foreach_under(t, 0, "/run/app", visit, &v);
 	assert_int_equal(n, 2);
 	assert_int_equal(v.n, 2);
 	assert_true(visited(&v, "/run/app/x.sock"));
@@ -430,7 +509,7 @@ static void test_foreach_under_the_socket_path_itself(void **state)
 	add(t, "/run/app/x.sock");
 	add(t, "/run/app/x.sock2");
 	add(t, "/run/app/y.sock");
-	assert_int_equal(ep_foreach_under(t, "/run/app/x.sock", visit, &v), 1);
+	assert_int_equal(ep_foreach_under(t, 0, "/run/app/x.sock", visit, &v), 1);
 	assert_int_equal(v.n, 1);
 	assert_string_equal(v.seen[0], "/run/app/x.sock");
 }
@@ -443,11 +522,11 @@ static void test_foreach_under_root_and_nothing(void **state)
 	add(t, "/a.sock");
 	add(t, "/run/b.sock");
 	add(t, "/run/x/y/c.sock");
-	assert_int_equal(ep_foreach_under(t, "/", visit, &v), 3);
+	assert_int_equal(ep_foreach_under(t, 0, "/", visit, &v), 3);
 	assert_int_equal(v.n, 3);
 	v.n = 0;
-	assert_int_equal(ep_foreach_under(t, "/srv", visit, &v), 0);
-	assert_int_equal(ep_foreach_under(t, "/run/x/y/c", visit, &v), 0);
+	assert_int_equal(ep_foreach_under(t, 0, "/srv", visit, &v), 0);
+	assert_int_equal(ep_foreach_under(t, 0, "/run/x/y/c", visit, &v), 0);
 	assert_int_equal(v.n, 0);
 }
 
@@ -569,7 +648,7 @@ static void test_dirs_of_ten_thousand_endpoints_in_one_directory(void **state)
 	ep_fs_batch_begin(t);
 	for (int i = 0; i < N; i++) {
 		snprintf(path, sizeof(path), "/sw-ep-absent/scale/l%05d.sock", i);
-		ep_record_fs(ep_lookup(t, path));
+		ep_record_fs(ep_lookup(t, 0, path));
 	}
 	ep_fs_batch_end(t);
 	assert_int_equal(first->n_dirs, 1);
@@ -594,7 +673,7 @@ static void test_dirs_of_many_directories(void **state)
 		const struct endpoint *e;
 
 		snprintf(path, sizeof(path), "/srv/d%d/x.sock", i);
-		e = ep_lookup(t, path);
+		e = ep_lookup(t, 0, path);
 		assert_non_null(e);
 		snprintf(path, sizeof(path), "/srv/d%d", i);
 		assert_string_equal(ep_dir_node_at(e, 2)->path, path);
@@ -602,7 +681,7 @@ static void test_dirs_of_many_directories(void **state)
 	}
 	for (int i = 0; i < N; i++) {
 		snprintf(path, sizeof(path), "/srv/d%d/x.sock", i);
-		ep_remove(t, ep_lookup(t, path));
+		ep_remove(t, ep_lookup(t, 0, path));
 	}
 	assert_int_equal(t->dirs.count, 0);
 }
@@ -797,7 +876,7 @@ static void test_owners_of_many_servers(void **state)
 		const struct endpoint *e;
 
 		snprintf(path, sizeof(path), "/run/s%d.sock", i);
-		e = ep_lookup(t, path);
+		e = ep_lookup(t, 0, path);
 		assert_int_equal(e->n_owners, 1);
 		assert_int_equal(e->owners[0].pid, 1000 + i);
 	}
@@ -1164,6 +1243,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_init_defaults_bucket_count),
 		cmocka_unit_test(test_init_with_bucket_count),
+		cmocka_unit_test(test_key_parse_rejects_what_format_never_writes),
+		T(test_same_path_in_two_namespaces_is_two_entries),
+		T(test_foreach_under_stays_in_the_actor_namespace),
 		T(test_get_or_add_adds_once_and_returns_same_entry),
 		T(test_new_entry_is_blank),
 		T(test_entry_owns_its_path_copy),
