@@ -217,7 +217,8 @@ def heal_run(path, trials, server_argv, agent_args=None, jitter_s=0):
         if agent:
             agent.stop()
     ms = [t["heal_ms"] for t in res["trials"]]
-    return {"heal_ms": summary(ms), "failed_connects_total": res["failed"],
+    return {"heal_ms": summary(ms), "path_back_ms": summary([t["path_ms"] for t in res["trials"]]),
+            "failed_connects_total": res["failed"],
             "failed_connects_per_heal": summary([t["failed"] for t in res["trials"]]),
             "established_dropped": res["dropped"], "trials": trials, "retry_every_us": 100}
 
@@ -235,7 +236,10 @@ def bench_heal(trials, baseline_trials, scratch, periods=(5, 1)):
         return os.path.join(p, "app.sock")
     flap = ["--flap-max", "63", "--flap-window", "0.1"]
     for delay in ("20", "0"):
-        for name, flags, heal in (("link", [], "fd"), ("fd", ["--no-guard"], "fd"),
+        # "link" runs with the redirect (where the kernel has it), and
+        # "link_noredirect" without, side by side
+        for name, flags, heal in (("link", [], "fd"), ("link_noredirect", ["--no-redirect"], "fd"),
+                                  ("fd", ["--no-guard"], "fd"),
                                   ("notify", ["--no-guard"], "notify")):
             key = "sockwarden_%s_delay%sms" % (name, delay)
             path = d(key)
@@ -335,13 +339,17 @@ def bench_overhead(n, rounds, scratch, modes=None):
     work = os.path.join(scratch, "ovh")
     os.makedirs(work, exist_ok=True)
     watched = os.path.join(work, "nothing.sock")
-    sides = ["without"] + (["with_" + m for m in modes] if modes else ["with"])
+    # "noredirect": the agent without its cgroup/connect_unix program, so the
+    # program's own cost is a ratio measured side by side
+    sides = ["without"] + (["with_" + m for m in modes] if modes else ["with", "noredirect"])
     res = {op: {side: [] for side in sides} for op, _ in OVERHEAD_OPS}
     for r in range(rounds):
         for side in sides:
             agent = None
             if side == "with":
                 agent = AgentProc("--events", "-")
+            elif side == "noredirect":
+                agent = AgentProc("--events", "-", "--no-redirect")
             elif side.startswith("with_"):
                 agent = AgentProc("--events", "-", "--mode", side[len("with_"):])
             try:
@@ -357,6 +365,8 @@ def bench_overhead(n, rounds, scratch, modes=None):
         wo = med["without"]
         if not modes:
             out[op] = {"without_ns": wo, "with_ns": med["with"], "ratio": med["with"] / wo,
+                       "noredirect_ns": med["noredirect"],
+                       "redirect_ratio": med["with"] / med["noredirect"],
                        "rounds": rounds, "n_per_round": n}
             continue
         o = {"without_ns": wo, "rounds": rounds, "n_per_round": n}
@@ -391,15 +401,19 @@ def table(r):
     if "heal" in r:
         lines += ["", "heal (path removed -> a new client's connect succeeds; client retries "
                   "every 100 us; a connection held across each heal)",
-                  "| how | trials | median ms | p99 ms | x sockwarden link | failed connects "
-                  "per heal (median) | held connections dropped |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        ref = r["heal"].get("sockwarden_link_delay20ms", {}).get("heal_ms", {}).get("median")
+                  "| how | trials | median ms | p99 ms | x sockwarden link, no redirect | path back, median ms "
+                  "| failed connects per heal (median / p99) | held connections dropped |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        # the reference is the heal without the redirect: its time to a first
+        # success is the path's, where the redirect's is the next connect's
+        ref = (r["heal"].get("sockwarden_link_noredirect_delay20ms") or
+               r["heal"].get("sockwarden_link_delay20ms", {})).get("heal_ms", {}).get("median")
         for k, v in r["heal"].items():
-            lines.append("| %s | %d | %.2f | %.2f | %s | %d | %d |" % (
+            lines.append("| %s | %d | %.2f | %.2f | %s | %.2f | %d / %d | %d |" % (
                 k, v["trials"], v["heal_ms"]["median"], v["heal_ms"]["p99"],
                 "%.3g" % (v["heal_ms"]["median"] / ref) if ref else "-",
-                v["failed_connects_per_heal"]["median"], v["established_dropped"]))
+                v["path_back_ms"]["median"], v["failed_connects_per_heal"]["median"],
+                v["failed_connects_per_heal"]["p99"], v["established_dropped"]))
     if "storm" in r:
         st = r["storm"]
         lines += ["", "storm: %d failed connects from %d processes: counted %d, %d events "
@@ -442,10 +456,12 @@ def table(r):
                 v["%s_vs_%s" % tuple(modes)]))
     if "overhead" in r:
         lines += ["", "overhead per call, agent running vs not (medians of alternating rounds)",
-                  "| operation | without ns | with ns | ratio |", "| --- | --- | --- | --- |"]
+                  "| operation | without ns | with ns | ratio | with --no-redirect ns "
+                  "| x redirect program |", "| --- | --- | --- | --- | --- | --- |"]
         for k, v in r["overhead"].items():
-            lines.append("| %s | %.0f | %.0f | %.2f |" % (k, v["without_ns"], v["with_ns"],
-                                                         v["ratio"]))
+            lines.append("| %s | %.0f | %.0f | %.2f | %.0f | %.3f |" % (
+                k, v["without_ns"], v["with_ns"], v["ratio"], v["noredirect_ns"],
+                v["redirect_ratio"]))
     return "\n".join(lines)
 
 

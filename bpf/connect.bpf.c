@@ -240,6 +240,14 @@ int tp__exit_connect(struct trace_event_raw_sys_exit *ctx)
 
 	if (!in)
 		return 0;
+	if (ctx->ret == -ECONNREFUSED) {
+		/* redirected to a guard whose listener has died: the next connect
+		 * fails as it would without the agent, not at a dead socket */
+		struct sw_redirect *rd = bpf_map_lookup_elem(&redirects, &in->path);
+
+		if (rd && rd->lost)
+			rd->lost = 0;
+	}
 	if (s) {
 		__builtin_memcpy(&s->path, &in->path, sizeof(s->path));
 		connect__done(s, ctx->ret);

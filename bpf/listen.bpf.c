@@ -40,6 +40,14 @@ int tp__exit_bind(struct trace_event_raw_sys_exit *ctx)
 	if (!in)
 		return 0;
 	if (ctx->ret == 0) {
+		struct sw_path_key key = in->path;
+		struct sw_redirect *rd;
+
+		/* bound again, by anyone: its new listener wins the next connect */
+		key.mntns = mntns__key(task__mntns());
+		rd = bpf_map_lookup_elem(&redirects, &key);
+		if (rd)
+			rd->lost = 0;
 		bk.tgid = id >> 32;
 		bk.fd = in->fd;
 		bpf_map_update_elem(&bound_fds, &bk, &in->path, BPF_ANY);

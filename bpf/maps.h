@@ -67,6 +67,9 @@ SW_STORAGE const volatile __u32 agent_mntns SW_INIT(0);
  * watched_paths    (mntns, sun_path) -> sw_path_state; which paths
  *                  connect() is followed on, and which of their streaks are
  *                  open. mntns 0 is the agent's own namespace.
+ * redirects        (mntns, sun_path) -> sw_redirect: where a connect to a lost
+ *                  path goes (redirect.bpf.c); filled by the agent, `lost`
+ *                  set by the unlink exit programs and cleared by bind().
  * path_aliases     (mntns, sun_path) -> (0, sun_path): a file the agent sees
  *                  under another name (a host directory bind-mounted into a
  *                  container elsewhere); a connect from that namespace by
@@ -153,6 +156,14 @@ SW_STORAGE struct {
 	__type(key, struct sw_path_key);
 	__type(value, struct sw_path_state);
 } watched_paths SEC(".maps");
+
+/* redirects: see the map list above */
+SW_STORAGE struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct sw_path_key);
+	__type(value, struct sw_redirect);
+} redirects SEC(".maps");
 
 /* path_aliases: see the map list above */
 SW_STORAGE struct {

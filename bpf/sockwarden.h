@@ -66,6 +66,8 @@ enum sw_counter {
 	SW_CNT_UNLINK_MATCHES = 5,   /* unlink/rename syscalls that matched a name */
 	/* failed connects by errno: SW_CNT_FAILURES_BY_ERR + enum sw_connect_err */
 	SW_CNT_FAILURES_BY_ERR = 6,
+	SW_CNT_REDIRECTED = 9,       /* connects sent to a guard (all paths) */
+	SW_CNT_REDIRECT_FAILED = 10, /* a redirect the kfunc refused */
 	SW_CNT_MAX = 12,
 };
 _Static_assert(SW_CNT_FAILURES_BY_ERR + SW_ERR_MAX <= SW_CNT_MAX,
@@ -179,6 +181,26 @@ struct sw_rec_connect {
 };
 
 /*
+ * Value of redirects (DESIGN §2 "Redirect"), keyed by the sw_path_key of a
+ * watched path: where a connect to it goes while it is lost. The agent
+ * writes guard when the path's guard link is in place; `lost` is set by the
+ * unlink/rename exit programs in the same syscall (and by the agent), and
+ * cleared by any bind() of the path and by the agent.
+ *
+ * lost        1 while connects to the path are sent to guard
+ * guard_len   bytes of guard, without a NUL (the kfunc takes the length)
+ * redirected  connects sent to guard, ever (the agent reads differences)
+ * guard       the guard link's path as the client's namespace names it
+ */
+struct sw_redirect {
+	__u32 lost;
+	__u32 guard_len;
+	__u64 redirected;
+	char guard[SW_SUN_PATH_LEN];
+	__u32 pad;
+};
+
+/*
  * Discovery by iterator (bpf/iter.bpf.c, iter/task_file): one record per
  * (process, fd) that holds a listening AF_UNIX socket, written with
  * bpf_seq_write() and read by user/shared/iter_records.c. Fixed size, no
@@ -273,6 +295,9 @@ SW_EXPECT_OFFSET(struct sw_connect_stat, gen, 48);
 SW_EXPECT_OFFSET(struct sw_connect_stat, last_client, 56);
 SW_EXPECT_OFFSET(struct sw_client_key, tgid, 120);
 SW_EXPECT_SIZE(struct sw_client_stat, 32);
+SW_EXPECT_OFFSET(struct sw_redirect, redirected, 8);
+SW_EXPECT_OFFSET(struct sw_redirect, guard, 16);
+SW_EXPECT_SIZE(struct sw_redirect, 16 + SW_SUN_PATH_LEN + 4);
 /* the iterator's record: user/shared/iter_records.c reads these offsets */
 SW_EXPECT_OFFSET(struct sw_iter_listener, tgid, 4);
 SW_EXPECT_OFFSET(struct sw_iter_listener, sock_ino, 8);

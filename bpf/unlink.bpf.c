@@ -70,6 +70,29 @@ static __always_inline int unlink__enter(__u32 sys, int dfd0, const char *n0,
 	return 0;
 }
 
+/*
+ * The path an unlink or rename removed is lost from this instant: a connect
+ * right after it is redirected without waiting for the agent. Read from the
+ * caller's own name, before any record is reserved, so a full ring buffer
+ * costs the record (counted) but never the redirect. By absolute name only
+ * (a relative one the agent resolves, and marks).
+ */
+static __always_inline void redirect__mark_lost(const char *user_name)
+{
+	struct sw_path_key key = {};
+	struct sw_redirect *rd;
+
+	if (!user_name)
+		return;
+	if (bpf_probe_read_user_str(key.path, SW_SUN_PATH_LEN, user_name) <= 1 ||
+	    key.path[0] != '/')
+		return;
+	key.mntns = mntns__key(task__mntns());
+	rd = bpf_map_lookup_elem(&redirects, &key);
+	if (rd && rd->guard_len)
+		rd->lost = 1;
+}
+
 static __always_inline int unlink__exit(long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -81,6 +104,7 @@ static __always_inline int unlink__exit(long ret)
 	/* A failed unlink changes nothing on disk: nothing to confirm. */
 	if (ret != 0)
 		goto out;
+	redirect__mark_lost(in->name[0]);
 	r = record__reserve(sizeof(*r), SW_REC_UNLINK);
 	if (!r)
 		goto out;

@@ -18,6 +18,8 @@ UNIT_DEPS_test_discovery_iter := shared/iter_records shared/discovery shared/dia
 UNIT_LIBS_test_discovery_iter := -lpthread
 UNIT_DEPS_test_endpoints := agent/endpoints agent/endpoint_ns agent/endpoint_intern agent/flapguard shared/nsroot shared/mountinfo shared/attribution shared/paths shared/discovery shared/diag_netns shared/clock
 UNIT_LIBS_test_endpoints := -lpthread
+UNIT_DEPS_test_guard_mirror := agent/guard_mirror shared/nsroot shared/mountinfo shared/paths \
+	shared/log shared/clock
 UNIT_DEPS_test_coalescer := agent/coalescer
 UNIT_DEPS_test_flapguard := agent/flapguard
 UNIT_DEPS_test_control_codec := agent/control_codec shared/paths
@@ -55,7 +57,7 @@ unit-test: $(UNIT_TESTS)
 
 # the programs the integration tests run besides the agent
 TEST_PROGS := $(OUTPUT)/plain_server $(OUTPUT)/uring_ops $(OUTPUT)/idle_procs \
-	$(OUTPUT)/many_servers
+	$(OUTPUT)/many_servers $(OUTPUT)/bench-loop
 
 # The host run is a busy host's: IDLE_PROCS idle processes (40 fds each,
 # tests/servers/idle_procs.c) live for the whole run, so every reconcile scan

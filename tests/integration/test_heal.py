@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from harness import (BUILD, SLOW, Agent, Server, ROOT, connect_errno, echo, guards_of,
+from harness import (AGENT, BUILD, SLOW, Agent, Server, ROOT, connect_errno, echo, guards_of,
                      peercred, run_py, test, wait_guard, wait_until)
 
 PLAIN = os.path.join(BUILD, "plain_server")
@@ -293,7 +293,8 @@ def no_guard_flag_makes_no_links(scratch):
 @test
 def heal_ends_connect_streak(scratch):
     path = os.path.join(scratch, "streak.sock")
-    agent = Agent(scratch, "--heal-delay", "300")
+    # without the redirect: the connects made during the grace fail
+    agent = Agent(scratch, "--heal-delay", "300", "--no-redirect")
     srv = Proc("c", path)
     try:
         wait_guard(path)
@@ -325,4 +326,32 @@ def stale_guards_of_a_crashed_agent_are_pruned_or_used(scratch):
         assert os.lstat(path).st_ino == ino
     finally:
         srv.stop()
+        agent.stop()
+
+
+@test
+def redirect_is_announced(scratch):
+    """agent_started and status say whether connects to a lost path are
+    redirected, and why not: on kernels before 6.7 (the VM's 6.1) the agent
+    runs without it and says so; --no-redirect turns it off."""
+    rel = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    agent = Agent(scratch)
+    try:
+        st = agent.wait_event("agent_started")
+        if rel >= (6, 7):
+            assert st["redirect"] is True, st
+            assert st["redirect_reason"].startswith("cgroup/connect_unix at "), st
+        else:
+            assert st["redirect"] is False, st
+            assert "6.7" in st["redirect_reason"], st
+    finally:
+        agent.stop()
+    agent = Agent(scratch, "--no-redirect")
+    try:
+        st = agent.wait_event("agent_started")
+        assert st["redirect"] is False and "--no-redirect" in st["redirect_reason"], st
+        doc = json.loads(subprocess.run([AGENT, "status", "--json"],
+                                        capture_output=True, timeout=30).stdout)
+        assert doc["redirect"] is False, doc
+    finally:
         agent.stop()

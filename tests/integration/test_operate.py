@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from harness import (AGENT, LIVE, RUN_MODE, Agent, LineReader, Server, connect_errno, test,
-                     wait_until)
+                     wait_guard, wait_until)
 
 
 def run_cli(*args, timeout=20):
@@ -233,6 +233,10 @@ def config_settings_and_flags_over_them(scratch):
     try:
         started = agent.wait_event("agent_started")
         assert sorted(started["watch"]) == sorted([a_path, b_path]), started
+        # both guards made (the listeners came after the agent): b's heal
+        # links its guard back
+        wait_guard(a_path)
+        wait_guard(b_path)
         subprocess.run(["rm", a_path, b_path], check=True)
         skipped = agent.wait_event("rebind_skipped", path=a_path)
         assert skipped["reason"] == "heal_disabled", skipped

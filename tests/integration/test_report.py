@@ -35,7 +35,8 @@ def lose_and_heal(scratch):
     """Runs the scenario; returns the journal path and what the test saw."""
     path = os.path.join(scratch, "app.sock")
     # a grace long enough that the connects below meet the lost path
-    agent = Agent(scratch, "--watch", path, "--heal-delay", "300")
+    # connects that fail while the path is lost are the incident's: no redirect
+    agent = Agent(scratch, "--watch", path, "--heal-delay", "300", "--no-redirect")
     srv = Server(path)
     try:
         wait_until(lambda: guard_made(path), what="guard link made")

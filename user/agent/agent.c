@@ -265,6 +265,8 @@ static void emit_started(struct agent *a)
 	ep_foreach(&a->eps, count_listening, &listening);
 	json_object_set_new(ev, "mode", json_string(attach_mode_name(a->bpf.mode)));
 	json_object_set_new(ev, "mode_reason", json_string(a->bpf.mode_reason));
+	json_object_set_new(ev, "redirect", json_boolean(a->bpf.redirect.on));
+	json_object_set_new(ev, "redirect_reason", json_string(a->bpf.redirect.reason));
 	json_object_set_new(ev, "discovery", json_string(discovery_source_name(&a->disc)));
 	/* the agent's own namespace: endpoints elsewhere are containers' */
 	json_object_set_new(ev, "mntns", json_integer(ns_self_mntns()));
@@ -438,6 +440,7 @@ int agent_run(const struct agent_options *opt)
 		a.co.window_of = window_of;
 	healer_init(&a.healer, &hcfg, &a.env, healer_emit, &a);
 	a.healer.guards.roots = &a.roots;
+	a.healer.redirect = &a.bpf.redirect;
 	umask(0); /* re-created directories get exactly their recorded modes */
 	for (size_t i = 0; i < opt->n_watch; i++) {
 		struct endpoint *e = ep_get_or_add(&a.eps, 0, opt->watch[i], NULL);
@@ -454,8 +457,7 @@ int agent_run(const struct agent_options *opt)
 	}
 
 	rc = bpf_agent_start(&a.bpf, opt->mode, opt->any_path, opt->n_watch == 0,
-			     on_record, &a, err,
-			     sizeof(err));
+			     !opt->no_redirect, on_record, &a, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "sockwarden: %s\n", err);
 		status = SW_EXIT_ENV;

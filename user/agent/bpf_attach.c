@@ -151,10 +151,11 @@ static void programs_select(struct sockwarden_bpf *s, enum attach_mode mode)
 }
 
 int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
-		    bool watch_all, ring_buffer_sample_fn on_record, void *ctx, char *err,
-		    size_t errlen)
+		    bool watch_all, bool redirect, ring_buffer_sample_fn on_record, void *ctx,
+		    char *err, size_t errlen)
 {
 	char why[200];
+	bool redirect_ok;
 	int rc;
 
 	memset(a, 0, sizeof(*a));
@@ -191,6 +192,12 @@ int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
 	a->skel->rodata->watch_all = watch_all;
 	a->skel->rodata->agent_mntns = ns_self_mntns();
 	programs_select(a->skel, a->mode);
+	/* probed before the load: a kernel without it loads everything else */
+	redirect_ok = redirect && redirect_probe(&a->redirect, cap_effective());
+	if (!redirect)
+		snprintf(a->redirect.reason, sizeof(a->redirect.reason),
+			 "turned off (--no-redirect, or redirect = no)");
+	redirect_configure(&a->redirect, a->skel, redirect_ok);
 	rc = sockwarden_bpf__load(a->skel);
 	if (rc) {
 		snprintf(err, errlen, "loading the BPF programs (%s mode) failed: %s",
@@ -203,6 +210,8 @@ int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
 			 attach_mode_name(a->mode), strerror(-rc));
 		goto fail;
 	}
+	if (redirect_ok)
+		redirect_attach(&a->redirect, a->skel);
 	a->rb = ring_buffer__new(bpf_map__fd(a->skel->maps.events), on_record, ctx, NULL);
 	if (!a->rb) {
 		rc = -errno;
@@ -217,6 +226,7 @@ fail:
 
 void bpf_agent_stop(struct bpf_agent *a)
 {
+	redirect_detach(&a->redirect);
 	ring_buffer__free(a->rb);
 	sockwarden_bpf__destroy(a->skel);
 	memset(a, 0, sizeof(*a));

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "endpoints.h"
+#include "redirect.h"
 #include "sockwarden.h"
 #include "shared/config.h"
 
@@ -21,6 +22,7 @@ struct bpf_agent {
 	struct ring_buffer *rb;
 	enum attach_mode mode;
 	char mode_reason[256];
+	struct redirect redirect; /* the connect redirect, when the kernel has it */
 	/* what the kernel's filters hold is counted per key in the endpoint
 	 * table (ep_counted), so a sync applies differences only */
 };
@@ -30,8 +32,8 @@ int bpf_check_environment(char *why, size_t whylen);
 /* Whether fentry programs can load and attach here (reason filled either way). */
 bool bpf_fentry_usable(char *why, size_t whylen);
 int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
-		    bool watch_all, ring_buffer_sample_fn on_record, void *ctx, char *err,
-		    size_t errlen);
+		    bool watch_all, bool redirect, ring_buffer_sample_fn on_record, void *ctx,
+		    char *err, size_t errlen);
 void bpf_agent_stop(struct bpf_agent *a);
 /* Brings watched_names, watched_inodes and watched_paths in line with t. */
 int bpf_agent_sync(struct bpf_agent *a, const struct endpoint_table *t);

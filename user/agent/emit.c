@@ -200,6 +200,9 @@ void report_socket_unlinked(struct agent *a, struct endpoint *e,
 	ev_owners(ev, e);
 	json_object_set_new(ev, "via", json_string(via));
 	json_object_set_new(ev, "inode", json_integer((json_int_t)e->l.vfs_ino));
+	json_object_set_new(ev, "redirect", json_boolean(healer_redirect_lost(&a->healer, e)));
+	if (!e->redirect_armed && e->redirect_problem[0])
+		json_object_set_new(ev, "redirect_reason", json_string(e->redirect_problem));
 	ep_cfg(a, e); /* the healer reads the path's section */
 	e->lost = true;
 	e->lost_ns = mono ? mono : clock_mono_ns();

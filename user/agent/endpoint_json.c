@@ -109,6 +109,10 @@ json_t *state_endpoint_json(const struct endpoint *e, int64_t rmm, uint64_t now_
 		json_object_set_new(r, "rebind_in_flight", json_boolean(e->reg->inflight));
 		json_object_set_new(j, "registered", r);
 	}
+	/* the redirect (redirect.h): armed while a guard is in place, lost while
+	 * connects to the path go to the guard */
+	json_object_set_new(j, "redirect", json_string(!e->redirect_armed ? "off" :
+						       e->redirect_lost ? "redirecting" : "armed"));
 	json_object_set_new(j, "guard", json_string(e->guard_ok ? "ok" :
 						    e->guard_problem[0] ? e->guard_problem : "none"));
 	{

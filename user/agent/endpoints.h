@@ -162,6 +162,12 @@ struct endpoint {
 	char guard_problem[32]; /* the guard_lost reason last reported */
 	bool heal_pending;
 	uint64_t heal_at_ns;
+	/* the redirect (redirect.h): armed with the guard's path while a guard
+	 * is in place; the count it had when the path was last lost */
+	bool redirect_armed;
+	bool redirect_lost;
+	char redirect_problem[32]; /* why it is not armed (guard_mirror.h) */
+	uint64_t redirected_at_loss;
 	struct sw_proc lost_actor; /* who removed the path, if seen */
 	bool have_lost_actor;
 	const char *recovered_how; /* set while the agent verifies a heal */

@@ -1,4 +1,5 @@
 #include "guard.h"
+#include "guard_mirror.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +22,8 @@ static void guard_dir_free(struct guards *g, struct guard_dir *d)
 {
 	if (d->dirfd >= 0)
 		close(d->dirfd);
+	if (d->mirror_fd >= 0)
+		close(d->mirror_fd);
 	if (g->roots)
 		ns_root_put(g->roots, d->root);
 	free(d);
@@ -216,6 +219,7 @@ static struct guard_dir *guard_dir_get(struct guards *g, struct ns_root *root,
 	d->mnt_id = mnt_id;
 	snprintf(d->mountpoint, sizeof(d->mountpoint), "%s", mountpoint);
 	d->dirfd = -1;
+	d->mirror_fd = -1;
 	guard_dir_open(d);
 	return d;
 }
@@ -480,6 +484,7 @@ size_t guards_prune(struct guards *g, guard_keep_fn keep, void *ctx)
 				unlinkat(mfd, GUARD_DIR_NAME, AT_REMOVEDIR);
 				close(mfd);
 			}
+			guard_mirror_dir_remove(d);
 			guard_dir_free(g, d);
 			g->v[i--] = g->v[--g->n];
 		}

@@ -22,6 +22,7 @@ struct guard_dir {
 	struct ns_root *root; /* whose names mountpoint is in (a reference) */
 	char mountpoint[4096]; /* as that namespace sees it */
 	int dirfd;       /* -1 when it cannot be used */
+	int mirror_fd;   /* its redirect mirrors' directory (guard_mirror.h), or -1 */
 	char error[128]; /* why not, for guard_lost */
 };
 

@@ -159,6 +159,7 @@ void healer_listener_seen(struct healer *h, struct endpoint *e)
 	 * would be a second) */
 	if (e->guard_ok && guard_look(e, &st)) {
 		ep_record_file(e, &st);
+		healer_redirect_arm(h, e);
 		return;
 	}
 	if (was_ok) {
@@ -172,6 +173,7 @@ void healer_listener_seen(struct healer *h, struct endpoint *e)
 				 &e->guard, &why) == 0;
 	if (e->guard_ok) {
 		e->guard_problem[0] = 0;
+		healer_redirect_arm(h, e);
 		if (was_ok)
 			log_debug("guard of %s re-made", e->path);
 		if (guard_look(e, &st) || ep_lstat(e, &st) == 0)
@@ -183,12 +185,13 @@ void healer_listener_seen(struct healer *h, struct endpoint *e)
 
 void healer_listener_gone(struct healer *h, struct endpoint *e)
 {
+	/* never a redirect to a dead listener: the connect fails as it would */
+	healer_redirect_disarm(h, e);
 	if (e->guard_ok || e->guard.name[0])
 		guard_remove(&e->guard);
 	memset(&e->guard, 0, sizeof(e->guard));
 	e->guard_ok = false;
 	e->heal_pending = false;
-	(void)h;
 }
 
 static void skip(struct healer *h, struct endpoint *e, const char *reason)
@@ -198,6 +201,8 @@ static void skip(struct healer *h, struct endpoint *e, const char *reason)
 	json_object_set_new(ev, "reason", json_string(reason));
 	set_actor(ev, e);
 	set_owner(ev, e);
+	/* not healed: connects meet what they would without the agent */
+	healer_redirect_set_lost(h, e, false);
 	e->heal_pending = false;
 	h->heals_skipped++;
 	h->emit(h->emit_ctx, ev);
@@ -386,6 +391,7 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 		}
 		set_actor(ev, e);
 		set_owner(ev, e);
+		healer_redirect_set_lost(h, e, false); /* the circuit is open: no heal, no redirect */
 		h->suppressed++;
 		h->emit(h->emit_ctx, ev);
 		return false;
@@ -441,6 +447,8 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 		    st.st_ino == e->l.vfs_ino && st.st_dev == e->l.vfs_dev)
 			unlinkat(pfd, path_basename(e->path), 0);
 		close(pfd);
+		/* nor a redirect to it */
+		healer_redirect_disarm(h, e);
 		heal_failed(h, e, "link", "listener_gone", 0);
 		return false;
 	}
@@ -454,11 +462,16 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 	flap_record(&e->flap, &fc, now_ns);
 	e->lost = false;
 	e->recovered_how = "link";
+	/* the path is back: connects take it again */
+	healer_redirect_set_lost(h, e, false);
 	ev = event_new(h->env, "rebind_succeeded", "info", linked_ns);
 	event_set_path(ev, "path", e->path, strlen(e->path));
 	endpoint_json_where(ev, e);
 	json_object_set_new(ev, "how", json_string("link"));
 	json_object_set_new(ev, "heal_ms", json_real((double)(linked_ns - e->lost_ns) / 1e6));
+	if (e->redirect_armed)
+		json_object_set_new(ev, "redirected_connects",
+				    json_integer((json_int_t)healer_redirected_since_loss(h, e)));
 	set_owner(ev, e);
 	h->heals_ok++;
 	h->emit(h->emit_ctx, ev);

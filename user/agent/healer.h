@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "endpoints.h"
+#include "redirect.h"
 #include "flapguard.h"
 #include "guard.h"
 #include "shared/events.h"
@@ -30,6 +31,8 @@ struct healer {
 	/* the control server's rebind, for endpoints no guard can heal */
 	bool (*rebind)(void *ctx, struct endpoint *e);
 	void *rebind_ctx;
+	/* the connect redirect (NULL or off: heals as before it) */
+	struct redirect *redirect;
 	/* counters, for status and metrics */
 	uint64_t heals_ok, heals_failed, heals_skipped, suppressed, guards_lost;
 };
@@ -43,6 +46,17 @@ void healer_discover_guards(struct healer *h);
 void healer_listener_seen(struct healer *h, struct endpoint *e);
 /* The listener closed (or the path now belongs to another socket). */
 void healer_listener_gone(struct healer *h, struct endpoint *e);
+/* A loss is confirmed: connects to it go to its guard while the heal is
+ * due (the kernel marked it already when it saw the unlink by its name);
+ * false when the endpoint has no redirect. */
+bool healer_redirect_lost(struct healer *h, struct endpoint *e);
+/* Connects redirected since the endpoint's last loss. */
+uint64_t healer_redirected_since_loss(struct healer *h, struct endpoint *e);
+/* healer_redirect.c, for the healer itself: arms (or brings up to date) e's
+ * redirect, forgets it, or marks it lost or not. */
+void healer_redirect_arm(struct healer *h, struct endpoint *e);
+void healer_redirect_disarm(struct healer *h, struct endpoint *e);
+void healer_redirect_set_lost(struct healer *h, struct endpoint *e, bool lost);
 /* A loss was confirmed (socket_unlinked was reported). */
 void healer_on_lost(struct healer *h, struct endpoint *e);
 /* Someone bound the path: a pending heal stands down. */

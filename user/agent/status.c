@@ -42,6 +42,12 @@ static void status_visit(struct endpoint *e, void *ctx)
 	if (!c->arr)
 		return;
 	j = state_endpoint_json(e, a->env.real_minus_mono_ns, c->now);
+	if (e->redirect_armed)
+		json_object_set_new(j, "redirected_connects",
+				    json_integer((json_int_t)redirect_count(&a->bpf.redirect, e->mntns,
+									    e->path, NULL)));
+	else if (e->redirect_problem[0])
+		json_object_set_new(j, "redirect_reason", json_string(e->redirect_problem));
 	streaks = json_array();
 	for (int i = 0; i < SW_ERR_MAX; i++) {
 		struct streak *st = coalescer_find(&a->co, e->path, err_of_index[i]);
@@ -87,6 +93,8 @@ static void metrics_gauges_fill(struct agent *a, struct metrics_gauges *g)
 	g->circuits_open = c.circuits_open;
 	for (int i = 0; i < SW_ERR_MAX; i++)
 		g->failures_by_err[i] = bpf_agent_counter(&a->bpf, SW_CNT_FAILURES_BY_ERR + i);
+	g->redirected = bpf_agent_counter(&a->bpf, SW_CNT_REDIRECTED);
+	g->redirect_on = a->bpf.redirect.on;
 	g->kernel_drops[0] = bpf_agent_counter(&a->bpf, SW_CNT_RINGBUF_FULL);
 	g->kernel_drops[1] = bpf_agent_counter(&a->bpf, SW_CNT_STAT_MAP_FULL);
 	g->kernel_drops[2] = bpf_agent_counter(&a->bpf, SW_CNT_CLIENT_MAP_FULL);
@@ -158,6 +166,8 @@ json_t *agent_status(void *ctx)
 	json_object_set_new(doc, "config", o->config_file ? json_string(o->config_file)
 							  : json_null());
 	json_object_set_new(doc, "guards", json_boolean(!o->no_guard));
+	json_object_set_new(doc, "redirect", json_boolean(a->bpf.redirect.on));
+	json_object_set_new(doc, "redirect_reason", json_string(a->bpf.redirect.reason));
 	json_object_set_new(doc, "heal_delay_ms",
 			    json_integer((json_int_t)(o->heal_delay_ns / NSEC_PER_MSEC)));
 	json_object_set_new(doc, "flap_max", json_integer(o->flap.max_heals));

@@ -158,7 +158,8 @@ static void find_stale(struct doctor *d, const struct walk_ns *ns, int dfd,
 		json_t *j;
 
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-		    strcmp(de->d_name, ".sockwarden-guard") == 0)
+		    strcmp(de->d_name, ".sockwarden-guard") == 0 ||
+		    strcmp(de->d_name, ".sockwarden-redirect") == 0)
 			continue;
 		if (snprintf(p, sizeof(p), "%s/%s", strcmp(dir, "/") ? dir : "",
 			     de->d_name) >= (int)sizeof(p))

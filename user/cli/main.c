@@ -46,6 +46,7 @@ static const char usage_text[] =
 	"  --reconcile SECONDS   reconcile scan interval (default 10)\n"
 	"  --any-path            report connect failures on every path, not only known ones\n"
 	"  --no-guard            no guard links (only registered servers heal)\n"
+	"  --no-redirect         no redirect of a lost path's connects to its guard\n"
 	"  --heal-delay MS       grace before healing, in which a bind() of the path\n"
 	"                        makes the agent stand down (default 20)\n"
 	"  --flap-max N          heals of one path per flap window before the circuit\n"
@@ -146,6 +147,7 @@ static int cmd_run(int argc, char **argv)
 		{ "reconcile", required_argument, NULL, 'r' },
 		{ "any-path", no_argument, NULL, 'a' },
 		{ "no-guard", no_argument, NULL, 'G' },
+		{ "no-redirect", no_argument, NULL, 'R' },
 		{ "heal-delay", required_argument, NULL, 'D' },
 		{ "flap-max", required_argument, NULL, 'F' },
 		{ "flap-window", required_argument, NULL, 'X' },
@@ -258,6 +260,9 @@ static int cmd_run(int argc, char **argv)
 			break;
 		case 'G':
 			o.no_guard = true;
+			break;
+		case 'R':
+			o.no_redirect = true;
 			break;
 		case 'D': {
 			char *end;

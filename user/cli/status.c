@@ -176,6 +176,10 @@ static void print_human(json_t *doc, const char *source)
 	printf("guards %s, heal delay %lld ms, flap guard %lld heals in %lld s\n",
 	       json_is_true(json_object_get(doc, "guards")) ? "on" : "off",
 	       jint(doc, "heal_delay_ms"), jint(doc, "flap_max"), jint(doc, "flap_window_s"));
+	if (json_object_get(doc, "redirect"))
+		printf("redirect %s (%s)\n",
+		       json_is_true(json_object_get(doc, "redirect")) ? "on" : "off",
+		       jstr(doc, "redirect_reason"));
 	if (cnt)
 		printf("counters: %lld records, %lld events, %lld lost, %lld failed connects, "
 		       "heals %lld ok / %lld failed / %lld skipped, %lld circuits opened\n",
@@ -204,6 +208,12 @@ static void print_human(json_t *doc, const char *source)
 		if (reg)
 			printf(" (heal %s)", jstr(reg, "heal"));
 		printf(", guard %s", jstr(e, "guard"));
+		if (json_object_get(e, "redirect"))
+			printf(", redirect %s", jstr(e, "redirect"));
+		if (json_object_get(e, "redirected_connects"))
+			printf(" (%lld connects)", jint(e, "redirected_connects"));
+		else if (json_object_get(e, "redirect_reason"))
+			printf(" (%s)", jstr(e, "redirect_reason"));
 		if (circ && strcmp(jstr(circ, "state"), "closed") != 0)
 			printf(", circuit %s until %s", jstr(circ, "state"), jstr(circ, "retry_at"));
 		printf("\n");

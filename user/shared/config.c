@@ -185,6 +185,10 @@ static int agent_key(struct load_ctx *c, const char *section, const char *key, c
 		if (!config_parse_bool(value, &b))
 			return fail(c, section, key, "'%s': expected yes or no", value);
 		o->no_guard = !b;
+	} else if (strcmp(key, "redirect") == 0) {
+		if (!config_parse_bool(value, &b))
+			return fail(c, section, key, "'%s': expected yes or no", value);
+		o->no_redirect = !b;
 	} else if (strcmp(key, "heal_delay_ms") == 0) {
 		if (!parse_uint(value, 0, 60000, &n))
 			return fail(c, section, key, "'%s': expected milliseconds 0..60000", value);

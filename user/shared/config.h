@@ -92,6 +92,7 @@ struct agent_options {
 	bool any_path;
 	bool verbose;
 	bool no_guard;          /* --no-guard */
+	bool no_redirect;       /* --no-redirect */
 	uint64_t heal_delay_ns; /* --heal-delay */
 	struct flap_cfg flap;
 	const char *control_path; /* --control */

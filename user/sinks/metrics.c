@@ -166,6 +166,13 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g, si
 	for (int i = 0; i < SW_ERR_MAX; i++)
 		bprintf(&b, "sockwarden_connect_failures_total{errno=\"%s\"} %llu\n", err_names[i],
 			(unsigned long long)g->failures_by_err[i]);
+	family(&b, "connects_redirected_total", "counter",
+	       "Connects to a lost path the kernel sent to its guard link (not failures).");
+	bprintf(&b, "sockwarden_connects_redirected_total %llu\n",
+		(unsigned long long)g->redirected);
+	family(&b, "redirect_enabled", "gauge",
+	       "1 while the connect redirect is attached (kernels 6.7+), else 0.");
+	bprintf(&b, "sockwarden_redirect_enabled %d\n", g->redirect_on ? 1 : 0);
 	family(&b, "heals_total", "counter", "Heals tried, by how and outcome.");
 	for (int i = 0; i < METRICS_HOW_MAX; i++) {
 		bprintf(&b, "sockwarden_heals_total{how=\"%s\",outcome=\"succeeded\"} %llu\n",

@@ -26,6 +26,8 @@ struct metrics_gauges {
 	uint64_t scan_listeners, scan_processes, scan_fds;
 	uint64_t endpoints, endpoints_lost, streaks_open, registered, circuits_open;
 	uint64_t failures_by_err[SW_ERR_MAX]; /* the kernel's exact counts */
+	uint64_t redirected;    /* connects the redirect sent to a guard */
+	bool redirect_on;       /* the redirect program is attached */
 	uint64_t kernel_drops[4];             /* ringbuf, stat map, client map, inflight */
 	uint64_t records;
 	/* events a sink dropped, counted as they drop (not when reported) */
