@@ -63,6 +63,9 @@ LIB_HDRS := $(LIB_INCLUDE)/sockwarden.h $(wildcard user/lib/*.h)
 # users see its include folder only.
 LIB_CFLAGS = $(filter-out -I%,$(CFLAGS)) -I$(LIB_INCLUDE)
 SKEL := $(OUTPUT)/sockwarden.skel.h
+# the redirect's program is an object of its own (see below)
+REDIRECT_SKEL := $(OUTPUT)/redirect.skel.h
+SKELS := $(SKEL) $(REDIRECT_SKEL)
 
 .PHONY: all deps test unit-test integration-test run bench bench-smoke install clean
 
@@ -88,8 +91,19 @@ $(OUTPUT) $(OUTPUT)/user $(OUTPUT)/lib $(OUTPUT)/tests:
 # maps.bpf.o first (it defines what the others declare extern; bpf/maps.h says
 # why libbpf 1.1 needs it first), then the concerns in the order the skeleton
 # has always listed their programs; a new bpf/*.bpf.c joins at the end.
+#
+# bpf/redirect.bpf.c is not linked in: it calls kfuncs that kernels before
+# 6.7 lack, and libbpf resolves an object's kfunc externs whatever programs
+# it loads, looking through the kernel modules' BTF for one vmlinux lacks.
+# That walk (BPF_BTF_GET_NEXT_ID) needs CAP_SYS_ADMIN, which the packaged
+# unit does not grant: a single object would not load under the unit on
+# Linux 6.1 (make vmhost showed it). Its own object and skeleton are opened
+# only on a kernel that has the kfuncs; it shares the two maps it uses
+# (bpf/maps.h, SW_MAPS_REDIRECT) with the main object.
 BPF_LINK_ORDER := bpf/maps.bpf.c bpf/unlink.bpf.c bpf/connect.bpf.c bpf/listen.bpf.c
-BPF_SRCS := $(BPF_LINK_ORDER) $(filter-out $(BPF_LINK_ORDER),$(wildcard bpf/*.bpf.c))
+BPF_APART := bpf/redirect.bpf.c
+BPF_SRCS := $(BPF_LINK_ORDER) \
+	$(filter-out $(BPF_LINK_ORDER) $(BPF_APART),$(wildcard bpf/*.bpf.c))
 BPF_OBJS := $(patsubst bpf/%.c,$(OUTPUT)/bpf/%.o,$(BPF_SRCS))
 BPF_HDRS := $(wildcard bpf/*.h)
 
@@ -108,7 +122,16 @@ $(SKEL): $(OUTPUT)/sockwarden.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name sockwarden_bpf > $@
 
-$(OUTPUT)/user/%.o: user/%.c $(AGENT_HDRS) bpf/sockwarden.h $(SKEL)
+# one object through the same static linker: its BTF is what libbpf 1.1 expects
+$(OUTPUT)/redirect.bpf.o: $(OUTPUT)/bpf/redirect.bpf.o
+	$(call msg,BPF-LINK,$@)
+	$(Q)$(BPFTOOL) gen object $@ $^
+
+$(REDIRECT_SKEL): $(OUTPUT)/redirect.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name redirect_bpf > $@
+
+$(OUTPUT)/user/%.o: user/%.c $(AGENT_HDRS) bpf/sockwarden.h $(SKELS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -158,6 +181,10 @@ $(OUTPUT)/inotify_watch: bench/inotify_watch.c | $(OUTPUT)
 	$(Q)$(CC) $(CFLAGS) $< -o $@
 
 include tests/tests.mk
+include dist/alerting.mk
+include docs/schema.mk
+include tests/vmhost/vmhost.mk
+include debian/deb.mk
 
 # The full benchmark run (minutes); README's Performance table comes from it.
 bench: deps all $(OUTPUT)/bench-loop $(OUTPUT)/watchdog_server $(OUTPUT)/inotify_watch $(OUTPUT)/plain_server \
@@ -181,7 +208,10 @@ test: deps all
 	$(Q)$(MAKE) --no-print-directory soak-smoke
 	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 	$(Q)$(MAKE) --no-print-directory lint
+	$(Q)$(MAKE) --no-print-directory alerting-test
+	$(Q)$(MAKE) --no-print-directory deb-test
 	$(Q)$(MAKE) --no-print-directory vmtest
+	$(Q)$(MAKE) --no-print-directory vmhost
 
 clean:
 	$(call msg,CLEAN,$(OUTPUT))
@@ -201,6 +231,9 @@ clean:
 #                                                 systemd searches both /usr/lib/systemd/system
 #                                                 and /usr/local/lib/systemd/system
 #   $(SYSCONFDIR)/sockwarden/sockwarden.conf      only if absent: an edited config is kept
+#   $(TMPFILESDIR)/sockwarden.conf                keeps cleaners off the guard directories;
+#                                                 default $(PREFIX)/lib/tmpfiles.d, searched
+#                                                 for /usr and /usr/local alike
 #
 # dist/sockwarden.service names the default paths (/usr/local/sbin,
 # /etc/sockwarden); the installed copy names $(SBINDIR) and $(SYSCONFDIR).
@@ -210,6 +243,7 @@ MANDIR ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL ?= install
 
 MANPAGES := $(OUTPUT)/man/sockwarden.8 $(OUTPUT)/man/sockwarden.conf.5 \
@@ -252,6 +286,8 @@ install: $(OUTPUT)/sockwarden $(OUTPUT)/libsockwarden.a $(OUTPUT)/libsockwarden.
 		$(DESTDIR)$(MANDIR)/man3/libsockwarden.3
 	$(Q)$(INSTALL) -D -m 0644 $(OUTPUT)/install/sockwarden.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/sockwarden.service
+	$(Q)$(INSTALL) -D -m 0644 dist/tmpfiles.d/sockwarden.conf \
+		$(DESTDIR)$(TMPFILESDIR)/sockwarden.conf
 	$(Q)if [ -e $(DESTDIR)$(SYSCONFDIR)/sockwarden/sockwarden.conf ]; then \
 		echo "  KEEP     $(DESTDIR)$(SYSCONFDIR)/sockwarden/sockwarden.conf (exists)"; \
 	else \
@@ -270,7 +306,8 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libsockwarden.a $(DESTDIR)$(INCLUDEDIR)/sockwarden.h \
 		$(DESTDIR)$(PKGCONFIGDIR)/sockwarden.pc $(DESTDIR)$(MANDIR)/man8/sockwarden.8 \
 		$(DESTDIR)$(MANDIR)/man5/sockwarden.conf.5 $(DESTDIR)$(MANDIR)/man3/libsockwarden.3 \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/sockwarden.service
+		$(DESTDIR)$(SYSTEMDUNITDIR)/sockwarden.service \
+		$(DESTDIR)$(TMPFILESDIR)/sockwarden.conf
 
 # ----- fuzzing (libFuzzer, clang; ASan and UBSan) -----
 # make fuzz [FUZZ_SECONDS=60]: each target for a bounded time from the
@@ -291,7 +328,7 @@ FUZZ_SRCS_config_parse := user/shared/config.c user/shared/paths.c user/shared/c
 FUZZ_INC_config_parse := -Iuser
 FUZZ_LIBS_config_parse := -linih
 
-$(OUTPUT)/fuzz/%: fuzz/%.c $(SKEL) $(wildcard user/*/*.[ch] user/lib/*.[ch]) | $(OUTPUT)
+$(OUTPUT)/fuzz/%: fuzz/%.c $(SKELS) $(wildcard user/*/*.[ch] user/lib/*.[ch]) | $(OUTPUT)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(OUTPUT)/fuzz
 	$(Q)clang $(FUZZ_CFLAGS) $(FUZZ_INC_$*) $< $(FUZZ_SRCS_$*) -o $@ $(FUZZ_LIBS_$*)
@@ -343,7 +380,7 @@ lint-arrows:
 # run by sh -c '...' under xargs: no single quotes in here
 TIDY = clang-tidy --quiet "$$@" -- -std=gnu11 -D_GNU_SOURCE -DSOCKWARDEN_VERSION=\"$(VERSION)\"
 
-lint: $(SKEL) lint-arrows
+lint: $(SKELS) lint-arrows
 	$(Q)cppcheck --enable=warning,portability,performance --inline-suppr \
 		--error-exitcode=1 -q -D_GNU_SOURCE -Iuser -Ibpf -I$(LIB_INCLUDE) \
 		--suppress=missingIncludeSystem --suppress=missingInclude --suppress=unknownMacro \
@@ -354,7 +391,7 @@ lint: $(SKEL) lint-arrows
 	  printf '%s\n' user/lib/*.c | xargs -P2 -n1 sh -c '$(TIDY) -I$(LIB_INCLUDE) \
 		-Iuser/lib' _; } > $(OUTPUT)/lint/clang-tidy.log 2>&1 || rc=$$?; \
 	if grep -E '(error|warning): ' $(OUTPUT)/lint/clang-tidy.log | \
-		grep -qv -e '^$(SKEL):' -e '^$(abspath $(SKEL)):'; then \
+		grep -qv -e '^$(OUTPUT)/[a-z]*\.skel\.h:' -e '^$(abspath $(OUTPUT))/[a-z]*\.skel\.h:'; then \
 		grep -v 'warnings\? generated' $(OUTPUT)/lint/clang-tidy.log; \
 		echo "lint: clang-tidy failed (exit $$rc)"; exit 1; \
 	fi
@@ -371,7 +408,7 @@ FAULT_OUT := $(OUTPUT)/fault
 
 fault-build: $(FAULT_OUT)/sockwarden
 
-$(FAULT_OUT)/sockwarden: $(AGENT_SRCS) $(AGENT_HDRS) $(BPF_SRCS) $(BPF_HDRS)
+$(FAULT_OUT)/sockwarden: $(AGENT_SRCS) $(AGENT_HDRS) $(BPF_SRCS) $(BPF_APART) $(BPF_HDRS)
 	$(Q)CFLAGS='-O2 -g -DSW_FAULT_POINTS' $(MAKE) --no-print-directory OUTPUT=$(FAULT_OUT) \
 		$(FAULT_OUT)/sockwarden
 

@@ -71,6 +71,7 @@ static __always_inline __u32 mntns__key(__u32 mntns)
 	return mntns == agent_mntns ? 0 : mntns;
 }
 
+#if SW_MAIN_OBJECT /* the redirect's object has no ring buffer */
 static __always_inline void *record__reserve(__u64 size, __u32 type)
 {
 	struct sw_rec_hdr *h = bpf_ringbuf_reserve(&events, size, 0);
@@ -85,6 +86,7 @@ static __always_inline void *record__reserve(__u64 size, __u32 type)
 	proc__fill(&h->proc);
 	return h;
 }
+#endif
 
 static __always_inline void file_id__from_dentry(struct sw_file_id *id,
 						 struct dentry *d)

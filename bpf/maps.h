@@ -27,12 +27,25 @@
 #include <bpf/bpf_helpers.h>
 #include "sockwarden.h"
 
-#ifdef SW_MAPS_DEFINE
+#if defined(SW_MAPS_DEFINE) || defined(SW_MAPS_REDIRECT)
 #define SW_STORAGE
 #define SW_INIT(v) = (v)
 #else
 #define SW_STORAGE extern
 #define SW_INIT(v)
+#endif
+
+/*
+ * The redirect's program is an object of its own (build/redirect.bpf.o; the
+ * Makefile says why): bpf/redirect.bpf.c sets SW_MAPS_REDIRECT and gets its
+ * own definitions of only what it uses (agent_mntns, counters, redirects).
+ * The agent points the two maps at the main object's with bpf_map__reuse_fd
+ * before that object's load, so both objects read and write the same maps.
+ */
+#ifdef SW_MAPS_REDIRECT
+#define SW_MAIN_OBJECT 0
+#else
+#define SW_MAIN_OBJECT 1
 #endif
 
 /*
@@ -45,8 +58,10 @@
  *            agent's own bookkeeping is still seen. With --watch the agent
  *            pre-loads the names it watches. Read by listen.bpf.c.
  */
+#if SW_MAIN_OBJECT
 SW_STORAGE const volatile bool any_path SW_INIT(false);
 SW_STORAGE const volatile bool watch_all SW_INIT(false);
+#endif
 /*
  * agent_mntns  the agent's own mount namespace (nsfs inode): the kernel's
  *              per-path keys name it 0, as the agent's endpoint table does.
@@ -92,6 +107,7 @@ SW_STORAGE const volatile __u32 agent_mntns SW_INIT(0);
  * is also the order libbpf creates the maps in at load: inflight_connect,
  * inflight_bind and bound_fds first.
  */
+#if SW_MAIN_OBJECT
 struct inflight_path {
 	__s32 fd;
 	__u32 pad;
@@ -129,6 +145,8 @@ SW_STORAGE struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
+#endif
+
 SW_STORAGE struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SW_CNT_MAX);
@@ -136,6 +154,7 @@ SW_STORAGE struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+#if SW_MAIN_OBJECT
 SW_STORAGE struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -157,6 +176,8 @@ SW_STORAGE struct {
 	__type(value, struct sw_path_state);
 } watched_paths SEC(".maps");
 
+#endif
+
 /* redirects: see the map list above */
 SW_STORAGE struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -164,6 +185,8 @@ SW_STORAGE struct {
 	__type(key, struct sw_path_key);
 	__type(value, struct sw_redirect);
 } redirects SEC(".maps");
+
+#if SW_MAIN_OBJECT
 
 /* path_aliases: see the map list above */
 SW_STORAGE struct {
@@ -229,5 +252,7 @@ SW_STORAGE struct {
 	__type(key, __u32);
 	__type(value, char[SCRATCH_LEN]);
 } scratch SEC(".maps");
+
+#endif /* SW_MAIN_OBJECT */
 
 #endif

@@ -13,12 +13,20 @@
  * removed the path (unlink.bpf.c), a bind() of the path clears it at once
  * (listen.bpf.c), and the agent sets and clears it as it decides.
  *
- * Owns nothing; reads redirects and counts in it and in counters.
+ * An object of its own (the Makefile says why): it defines its own copies of
+ * agent_mntns, counters and redirects (bpf/maps.h, SW_MAPS_REDIRECT), and
+ * the agent points the two maps at the main object's before the load
+ * (user/agent/redirect.c). It reads redirects and counts in it and in
+ * counters.
  */
+#define SW_MAPS_REDIRECT
 #include "common.bpf.h"
 
-/* weak: a kernel without them (before 6.2 and 6.7) still loads the other
- * programs; the agent then leaves this one out (redirect_probe) */
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* the agent opens this object only on a kernel whose BTF has them
+ * (redirect_probe); weak, so that a kernel that lacks them fails at the
+ * probe, never in the middle of a load */
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
 extern int bpf_sock_addr_set_sun_path(struct bpf_sock_addr_kern *sa_kern,
 				      const __u8 *sun_path, __u32 sun_path__sz) __ksym __weak;

@@ -9,7 +9,7 @@ UNIT_DEPS_test_paths := shared/paths
 UNIT_DEPS_test_attribution := shared/attribution
 UNIT_DEPS_test_nsroot := shared/nsroot shared/mountinfo shared/paths
 UNIT_DEPS_test_mountinfo := shared/mountinfo shared/paths
-UNIT_DEPS_test_config := shared/config shared/paths shared/clock
+UNIT_DEPS_test_config := shared/config shared/config_reload shared/paths shared/clock
 UNIT_LIBS_test_config := -linih
 UNIT_DEPS_test_events := shared/events shared/paths shared/clock
 # the iterator's record parser (iter_records.c), without discovery_iter.c's libbpf

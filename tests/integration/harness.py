@@ -43,6 +43,27 @@ LIVE = []
 IDLE_FDS = 40
 IDLE_PRESENT = 0
 
+# Every event an Agent reads is checked against docs/events.schema.json
+# (tests/schema/events_schema.py). Without python3-jsonschema the check is
+# skipped with a warning, except in CI, where main() fails the run. A test
+# that swallows the AssertionError (waiting for an event that must not come)
+# still fails: main() looks at SCHEMA_FAILURES after every test.
+sys.path.insert(0, os.path.join(ROOT, "tests", "schema"))
+import events_schema  # noqa: E402
+SCHEMA_CHECK = events_schema.load_jsonschema() is not None
+SCHEMA_FAILURES = []
+
+
+def check_event(ev, where=""):
+    """Checks one event against the schema; raises AssertionError if it breaks it."""
+    if not SCHEMA_CHECK:
+        return
+    try:
+        events_schema.check(ev, where)
+    except AssertionError as e:
+        SCHEMA_FAILURES.append(str(e))
+        raise
+
 
 def enter_private_namespaces(flag):
     """Re-runs this program in network and mount namespaces of its own.
@@ -153,7 +174,9 @@ class Agent:
         self._buf += data
         while b"\n" in self._buf:
             line, self._buf = self._buf.split(b"\n", 1)
-            self.events.append(json.loads(line))
+            ev = json.loads(line)
+            check_event(ev, self.events_path)
+            self.events.append(ev)
         return self.events
 
     def find(self, name=None, **fields):
@@ -172,7 +195,20 @@ class Agent:
                                      (self.proc.returncode, self.stderr_text()))
             found = self.find(name, **fields)
             return found[0] if found else None
-        return wait_until(pred, timeout, "%s %s" % (name, fields))
+        try:
+            return wait_until(pred, timeout, "%s %s" % (name, fields))
+        except AssertionError as e:
+            raise AssertionError("%s\n%s" % (e, self.story())) from None
+
+    def story(self, events=25, lines=25):
+        """What the agent said last: a wait that failed says what came instead."""
+        told = ["  last events:"]
+        for ev in self.events[-events:]:
+            told.append("    " + json.dumps({k: v for k, v in ev.items()
+                                             if k not in ("host", "schema", "ts")})[:400])
+        told.append("  stderr, last lines:")
+        told += ["    " + line for line in self.stderr_text().splitlines()[-lines:]]
+        return "\n".join(told)
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
@@ -404,6 +440,13 @@ def main():
         print("SKIP: " + msg)
         print("0 passed, 0 failed, %d skipped" % len(TESTS))
         return 0
+    if not SCHEMA_CHECK:
+        msg = "python3-jsonschema is missing: events are not checked against docs/events.schema.json"
+        if IN_CI:
+            print("FAIL: " + msg)
+            print("0 passed, 1 failed")
+            return 1
+        print("WARNING: " + msg, flush=True)
     try:
         busy_host()
     except (AssertionError, OSError) as e:
@@ -424,7 +467,11 @@ def main():
         scratch = tempfile.mkdtemp(prefix="sw-" + fn.__name__[:20] + "-")
         t0 = time.monotonic()
         try:
+            schema_failures = len(SCHEMA_FAILURES)
             fn(scratch)
+            if len(SCHEMA_FAILURES) > schema_failures:
+                raise AssertionError("events broke docs/events.schema.json:\n" +
+                                     "\n".join(SCHEMA_FAILURES[schema_failures:]))
             passed += 1
             print("PASS %-50s %.2fs" % (fn.__name__, time.monotonic() - t0), flush=True)
         except Skip as e:
@@ -442,5 +489,11 @@ def main():
             reap_live()
             if os.environ.get("SW_KEEP") != "1":
                 subprocess.run(["rm", "-rf", scratch])
+    if SCHEMA_CHECK:
+        print("schema: %d events of %d types checked against docs/events.schema.json, "
+              "%d broke it" % (events_schema.validated, len(events_schema.seen),
+                               len(SCHEMA_FAILURES)))
+        print("schema: by type: " + ", ".join(
+            "%s %d" % kv for kv in sorted(events_schema.seen.items(), key=str)))
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0

@@ -23,6 +23,7 @@ import test_load  # noqa: E402,F401
 import test_namespaces  # noqa: E402,F401
 import test_cli_namespaces  # noqa: E402,F401
 import test_podman  # noqa: E402,F401
+import test_reload  # noqa: E402,F401
 import test_redirect  # noqa: E402,F401
 
 

@@ -317,7 +317,9 @@ def test_install_unit_verify(scratch):
     caps = unit_values(root, "CapabilityBoundingSet")
     assert caps and all(c.startswith("CAP_") for c in caps), caps
     assert sorted(unit_values(root, "AmbientCapabilities")) == sorted(caps)
-    assert "CAP_SYS_ADMIN" not in caps, "the unit must not need CAP_SYS_ADMIN"
+    # CAP_SYS_ADMIN is for start-up only (perf_event_open on Debian's kernels,
+    # the unit says why): test_install_unit_capabilities checks the running
+    # agent has let it go
     for key, want in (("Type", "simple"), ("Restart", "on-failure"),
                       ("NoNewPrivileges", "yes"), ("PrivateTmp", "no"),
                       ("LockPersonality", "yes"), ("MemoryDenyWriteExecute", "yes"),
@@ -471,14 +473,15 @@ def test_install_unit_capabilities(scratch):
 
 @test
 def test_install_unit_without_bpf(scratch):
-    """Without CAP_BPF (the rest of the unit's set kept) the agent exits 3
-    and names what is missing."""
+    """Without CAP_BPF (the rest of the unit's set kept, but CAP_SYS_ADMIN,
+    which the kernel takes for either) the agent exits 3 and names what is
+    missing."""
     need("setpriv")
     root, _ = make_install(scratch)
     caps = unit_values(root, "CapabilityBoundingSet")
     assert "CAP_BPF" in caps
     for drop in ("CAP_BPF", "CAP_PERFMON"):
-        a = UnitAgent(scratch, root, [c for c in caps if c != drop])
+        a = UnitAgent(scratch, root, [c for c in caps if c not in (drop, "CAP_SYS_ADMIN")])
         try:
             rc = a.proc.wait(timeout=30)
         finally:

@@ -11,8 +11,8 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import (AGENT, LIVE, RUN_MODE, Agent, LineReader, Server, connect_errno, test,
-                     wait_guard, wait_until)
+from harness import (AGENT, LIVE, ROOT, RUN_MODE, Agent, LineReader, Server, connect_errno,
+                     test, wait_guard, wait_until)
 
 
 def run_cli(*args, timeout=20):
@@ -128,6 +128,19 @@ def samples(text):
     return out
 
 
+# promtool from Debian's prometheus package (make build/tools/promtool;
+# make integration-test fetches it): always the main build's, also under
+# check-asan's SW_BUILD
+PROMTOOL = os.path.join(ROOT, "build", "tools", "promtool")
+
+
+def promtool_check_metrics(text):
+    assert os.access(PROMTOOL, os.X_OK), "no %s: make %s" % (PROMTOOL,
+                                                           os.path.relpath(PROMTOOL, ROOT))
+    return subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
+
+
 @test
 def metrics_over_http_and_textfile(scratch):
     port = free_port()
@@ -151,7 +164,8 @@ def metrics_over_http_and_textfile(scratch):
                 (st, ctype, s)
         st, ctype, s = wait_until(ready, what="metrics to show the heal and the failures")
         assert st == 200 and ctype.startswith("text/plain; version=0.0.4"), (st, ctype)
-        assert s['sockwarden_build_info{version="0.1.0",mode="%s"}' % RUN_MODE] == 1
+        assert s['sockwarden_build_info{version="0.1.0",mode="%s",discovery="%s"}' % (
+            RUN_MODE, status_json()["discovery"])] == 1
         assert s['sockwarden_events_total{event="rebind_succeeded"}'] == 1
         assert s['sockwarden_events_total{event="connect_failing"}'] == 1
         assert s["sockwarden_streaks_open"] == 1
@@ -167,6 +181,14 @@ def metrics_over_http_and_textfile(scratch):
         wait_until(lambda: samples(open(prom).read()).get(
             'sockwarden_heals_total{how="link",outcome="succeeded"}') == 1, what="textfile")
         assert not [n for n in os.listdir(scratch) if ".tmp." in n]
+        # Prometheus's own linter finds nothing in either (issue 19); not in
+        # make vmtest's VM (SW_PROMTOOL=none: tests/vm/init says why)
+        checked = [] if os.environ.get("SW_PROMTOOL") == "none" else [
+            ("/metrics", scrape(port)[2]), ("the textfile", open(prom).read())]
+        for what, body in checked:
+            r = promtool_check_metrics(body)
+            assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), \
+                (what, r.returncode, r.stdout, r.stderr)
         assert scrape(port, "/nothing")[0] == 404
         assert scrape(port, method="POST")[0] == 405
     finally:

@@ -168,6 +168,20 @@ def build_initramfs(kdir, suites, bench, serial):
         for f in filenames:
             copy_into(root, os.path.join(dirpath, f))
 
+    # python3-jsonschema and what it imports (docs/schema.mk): the harness checks
+    # every event against docs/events.schema.json, and under CI=true a missing
+    # jsonschema fails the run
+    dist = "/usr/lib/python3/dist-packages"
+    for name in ["jsonschema", "attr", "attrs", "pyrsistent", "_pyrsistent_version.py"] + \
+            [os.path.basename(p) for p in glob.glob(dist + "/pvectorc*.so")]:
+        src = os.path.join(dist, name)
+        for f in ([src] if os.path.isfile(src) else
+                  [os.path.join(d, n) for d, _, ns in os.walk(src) for n in ns
+                   if "__pycache__" not in d]):
+            copy_into(root, f)
+    copy_into(root, os.path.join(ROOT, "docs", "events.schema.json"),
+              "/sw/docs/events.schema.json")
+
     # the suite
     shutil.copytree(os.path.join(ROOT, "tests"), os.path.join(root, "sw", "tests"),
                     ignore=shutil.ignore_patterns("__pycache__", "vm", "unit"))

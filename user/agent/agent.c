@@ -146,9 +146,8 @@ static void on_tick(struct agent *a)
 
 /* ----- set-up ----- */
 
-static int timer_new(uint64_t interval_ns)
+void timer_arm(int fd, uint64_t interval_ns)
 {
-	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	struct itimerspec its = {
 		.it_interval = { (time_t)(interval_ns / NSEC_PER_SEC),
 				 (long)(interval_ns % NSEC_PER_SEC) },
@@ -158,6 +157,13 @@ static int timer_new(uint64_t interval_ns)
 
 	if (fd >= 0)
 		timerfd_settime(fd, 0, &its, NULL);
+}
+
+static int timer_new(uint64_t interval_ns)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+	timer_arm(fd, interval_ns);
 	return fd;
 }
 
@@ -183,6 +189,7 @@ static void on_signal(struct watcher *w, uint32_t events)
 			log_warn("SIGHUP: cannot reopen %s: %s", a->opt->events, strerror(-rc));
 		else
 			log_info("SIGHUP: events file reopened");
+		agent_reload(a); /* and the configuration is read again */
 		return;
 	}
 	a->stopping = true;
@@ -366,7 +373,7 @@ static int start_threads(struct agent *a)
 int agent_run(const struct agent_options *opt)
 {
 	struct agent a = { .opt = opt, .epfd = -1, .sigfd = -1, .reconcile_tfd = -1,
-			   .tick_tfd = -1, .heal_tfd = -1 };
+			   .tick_tfd = -1, .heal_tfd = -1, .reload_ok = true };
 	struct healer_cfg hcfg = { .guards = !opt->no_guard,
 				   .heal_delay_ns = opt->heal_delay_ns, .flap = opt->flap };
 	char err[512];
@@ -397,6 +404,7 @@ int agent_run(const struct agent_options *opt)
 	}
 	a.eps.roots = &a.roots;
 	a.started_mono_ns = clock_mono_ns();
+	a.reload_ok_real_ns = clock_real_ns();
 	if (opt->journal) {
 		/* no journald on this host is not an error: sends are counted */
 		if (access("/run/systemd/journal/socket", F_OK) != 0)
@@ -596,5 +604,6 @@ cleanup:
 		journal_close(&a.journal, 1000);
 	metrics_free(&a.metrics);
 	state_writer_close(&a.state);
+	agent_reload_free(&a);
 	return status;
 }

@@ -197,7 +197,6 @@ int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
 	if (!redirect)
 		snprintf(a->redirect.reason, sizeof(a->redirect.reason),
 			 "turned off (--no-redirect, or redirect = no)");
-	redirect_configure(&a->redirect, a->skel, redirect_ok);
 	rc = sockwarden_bpf__load(a->skel);
 	if (rc) {
 		snprintf(err, errlen, "loading the BPF programs (%s mode) failed: %s",
@@ -210,8 +209,7 @@ int bpf_agent_start(struct bpf_agent *a, enum attach_mode mode, bool any_path,
 			 attach_mode_name(a->mode), strerror(-rc));
 		goto fail;
 	}
-	if (redirect_ok)
-		redirect_attach(&a->redirect, a->skel);
+	redirect_start(&a->redirect, a->skel, redirect_ok);
 	a->rb = ring_buffer__new(bpf_map__fd(a->skel->maps.events), on_record, ctx, NULL);
 	if (!a->rb) {
 		rc = -errno;
@@ -226,7 +224,7 @@ fail:
 
 void bpf_agent_stop(struct bpf_agent *a)
 {
-	redirect_detach(&a->redirect);
+	redirect_stop(&a->redirect);
 	ring_buffer__free(a->rb);
 	sockwarden_bpf__destroy(a->skel);
 	memset(a, 0, sizeof(*a));

@@ -151,7 +151,8 @@ static int bind_as(const struct registration *r, int pfd, int type, const char *
 		return -ELOOP;
 	}
 	/* the mode exactly, whatever umask did; owner again in case fsuid failed */
-	fchmodat(pfd, base, mode, 0);
+	if (fchmodat(pfd, base, mode, 0) != 0)
+		log_warn("chmod %s: %s", e->path, strerror(errno));
 	if (fchownat(pfd, base, e->file_uid, e->file_gid, AT_SYMLINK_NOFOLLOW) != 0)
 		log_warn("chown %s: %s", e->path, strerror(errno));
 	return fd;

@@ -58,6 +58,12 @@ struct inode_set {
 
 struct agent {
 	const struct agent_options *opt;
+	/* the options the last reload built (reload.c); NULL: the start-up
+	 * ones, which the CLI owns */
+	struct agent_options *opt_owned;
+	bool reload_ok;             /* the last reload applied (true at start) */
+	uint64_t reload_ok_real_ns; /* when the configuration was last loaded */
+	uint64_t reloads;           /* reloads applied */
 	struct event_env env;
 	struct sinks sinks;
 	struct endpoint_table eps;
@@ -151,6 +157,13 @@ void on_connect_ok(struct agent *a, const struct sw_rec_connect *r);
 void streak_recovered(struct agent *a, const char *path, int err_index, uint32_t gen,
 		uint64_t closed_failures, uint64_t when, const char *how);
 void streaks_reconcile(struct agent *a);
+
+/* agent.c: (re)arms a periodic timerfd (fd < 0: nothing) */
+void timer_arm(int fd, uint64_t interval_ns);
+
+/* reload.c: SIGHUP's reload of the configuration */
+void agent_reload(struct agent *a);
+void agent_reload_free(struct agent *a);
 
 /* status.c: the status document */
 json_t *agent_status(void *ctx);

@@ -221,8 +221,11 @@ static bool actor_is_owner_program(const struct endpoint *e, bool *same_process)
 		return *same_process;
 	if (owner_read(tgid, &actor) && actor.exe[0])
 		return owner_same_program(&e->owners[0], &actor);
-	/* the actor is gone already: its command name is all there is */
-	return strncmp(e->lost_actor.comm, e->owners[0].comm, SW_COMM_LEN - 1) == 0;
+	/* The actor is gone already, so it is no new instance about to bind
+	 * the path (and if one binds during the grace, the agent stands down
+	 * then). Its command name alone tells nothing: an `rm` run by a
+	 * python3 script and a python3 server share "python3". */
+	return false;
 }
 
 static bool listener_alive(struct endpoint *e)

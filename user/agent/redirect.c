@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "sockwarden.h"
+#include "redirect.skel.h"
 #include "sockwarden.skel.h"
 #include "shared/log.h"
 
@@ -94,20 +95,41 @@ bool redirect_probe(struct redirect *r, uint64_t cap_eff)
 	return ok;
 }
 
-void redirect_configure(struct redirect *r, struct sockwarden_bpf *skel, bool wanted)
+/* The redirect's own object, sharing the main object's redirects and
+ * counters; 0 or -errno with r->reason saying what failed. */
+static int redirect_load(struct redirect *r, struct sockwarden_bpf *main)
 {
-	bpf_program__set_autoload(skel->progs.cg__connect_unix, wanted);
-	if (wanted)
-		bpf_program__set_expected_attach_type(skel->progs.cg__connect_unix,
-						      SW_BPF_CGROUP_UNIX_CONNECT);
-	r->map_fd = bpf_map__fd(skel->maps.redirects);
+	int rc;
+
+	r->skel = redirect_bpf__open();
+	if (!r->skel) {
+		rc = -errno;
+		snprintf(r->reason, sizeof(r->reason), "opening its BPF object failed: %s",
+			 strerror(-rc));
+		return rc;
+	}
+	r->skel->rodata->agent_mntns = main->rodata->agent_mntns;
+	bpf_program__set_expected_attach_type(r->skel->progs.cg__connect_unix,
+					      SW_BPF_CGROUP_UNIX_CONNECT);
+	rc = bpf_map__reuse_fd(r->skel->maps.redirects, bpf_map__fd(main->maps.redirects));
+	if (!rc)
+		rc = bpf_map__reuse_fd(r->skel->maps.counters, bpf_map__fd(main->maps.counters));
+	if (!rc)
+		rc = redirect_bpf__load(r->skel);
+	if (rc)
+		snprintf(r->reason, sizeof(r->reason), "loading its program failed: %s",
+			 strerror(-rc));
+	return rc;
 }
 
-void redirect_attach(struct redirect *r, struct sockwarden_bpf *skel)
+void redirect_start(struct redirect *r, struct sockwarden_bpf *main, bool wanted)
 {
-	int cg = open(r->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int cg;
 
-	r->map_fd = bpf_map__fd(skel->maps.redirects);
+	r->map_fd = bpf_map__fd(main->maps.redirects);
+	if (!wanted || redirect_load(r, main) != 0)
+		return;
+	cg = open(r->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg < 0) {
 		snprintf(r->reason, sizeof(r->reason), "cannot open %s: %s", r->cgroup,
 			 strerror(errno));
@@ -115,7 +137,7 @@ void redirect_attach(struct redirect *r, struct sockwarden_bpf *skel)
 	}
 	/* a bpf_link, not bpf_prog_attach: a legacy attachment outlives the
 	 * process, and a redirect without its agent is a misroute waiting */
-	r->link = bpf_program__attach_cgroup(skel->progs.cg__connect_unix, cg);
+	r->link = bpf_program__attach_cgroup(r->skel->progs.cg__connect_unix, cg);
 	close(cg);
 	if (!r->link) {
 		snprintf(r->reason, sizeof(r->reason), "attaching at %s failed: %s", r->cgroup,
@@ -126,10 +148,12 @@ void redirect_attach(struct redirect *r, struct sockwarden_bpf *skel)
 	snprintf(r->reason, sizeof(r->reason), "cgroup/connect_unix at %s", r->cgroup);
 }
 
-void redirect_detach(struct redirect *r)
+void redirect_stop(struct redirect *r)
 {
 	bpf_link__destroy(r->link);
 	r->link = NULL;
+	redirect_bpf__destroy(r->skel);
+	r->skel = NULL;
 	r->on = false;
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct sockwarden_bpf;
+struct redirect_bpf;
 struct bpf_link;
 
 struct redirect {
@@ -17,6 +18,7 @@ struct redirect {
 	char reason[400];    /* why it is on or off, for agent_started and status */
 	char cgroup[256];    /* where it is attached */
 	struct bpf_link *link;
+	struct redirect_bpf *skel; /* its own object (the Makefile says why) */
 	int map_fd;
 };
 
@@ -24,12 +26,13 @@ struct redirect {
  * the redirect needs (CAP_NET_ADMIN or CAP_SYS_ADMIN, the attach type, the
  * kfunc, a cgroup v2 hierarchy); why not in r->reason. Before the load. */
 bool redirect_probe(struct redirect *r, uint64_t cap_eff);
-/* Before the load: the program's attach type, or not loaded at all. */
-void redirect_configure(struct redirect *r, struct sockwarden_bpf *skel, bool wanted);
-/* After the load: attaches through a bpf_link; on failure r->on is false
- * and r->reason says why (the agent runs on without it). */
-void redirect_attach(struct redirect *r, struct sockwarden_bpf *skel);
-void redirect_detach(struct redirect *r);
+/* After the main object's load: loads the redirect's own object over the
+ * main object's maps and attaches it through a bpf_link, if wanted (the
+ * probe said yes). On failure r->on is false and r->reason says why: the
+ * agent runs on without it. */
+void redirect_start(struct redirect *r, struct sockwarden_bpf *main, bool wanted);
+/* Detaches and unloads; nothing is redirected after it returns. */
+void redirect_stop(struct redirect *r);
 /* (mntns, path) is redirected to guard from now on while lost; 0 or -errno
  * (-ENAMETOOLONG: guard does not fit in sun_path). */
 int redirect_arm(struct redirect *r, uint32_t mntns, const char *path, const char *guard);

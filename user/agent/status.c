@@ -104,6 +104,8 @@ static void metrics_gauges_fill(struct agent *a, struct metrics_gauges *g)
 	g->journal_dropped = a->have_journal ? __atomic_load_n(&a->journal.dropped,
 							       __ATOMIC_RELAXED) : 0;
 	g->start_time_s = (double)(a->started_mono_ns + (uint64_t)a->env.real_minus_mono_ns) / 1e9;
+	g->config_reload_ok = a->reload_ok;
+	g->config_reload_ok_time_s = (double)a->reload_ok_real_ns / 1e9;
 }
 
 /* The reconcile scan: whether one is under way (status is answered while it
@@ -165,6 +167,15 @@ json_t *agent_status(void *ctx)
 			    json_real((double)(c.now - a->started_mono_ns) / 1e9));
 	json_object_set_new(doc, "config", o->config_file ? json_string(o->config_file)
 							  : json_null());
+	{
+		json_t *r = json_object();
+
+		clock_format_rfc3339(a->reload_ok_real_ns, ts, sizeof(ts));
+		json_object_set_new(r, "last_successful", json_boolean(a->reload_ok));
+		json_object_set_new(r, "last_success", json_string(ts));
+		json_object_set_new(r, "applied", json_integer((json_int_t)a->reloads));
+		json_object_set_new(doc, "reload", r);
+	}
 	json_object_set_new(doc, "guards", json_boolean(!o->no_guard));
 	json_object_set_new(doc, "redirect", json_boolean(a->bpf.redirect.on));
 	json_object_set_new(doc, "redirect_reason", json_string(a->bpf.redirect.reason));

@@ -114,14 +114,55 @@ static int parse_queue_size(const char *s, size_t *out)
 	return 0;
 }
 
-/* cmd_run's cleanups: it returns from many places (every usage error), and
- * each return frees what the options and the --watch list hold. */
-static void run_options_free(struct agent_options *o)
+static const struct option run_opts[] = {
+	{ "watch", required_argument, NULL, 'w' },
+	{ "events", required_argument, NULL, 'e' },
+	{ "events-queue", required_argument, NULL, 'Q' },
+	{ "mode", required_argument, NULL, 'm' },
+	{ "discovery", required_argument, NULL, 'd' },
+	{ "window", required_argument, NULL, 'W' },
+	{ "reconcile", required_argument, NULL, 'r' },
+	{ "any-path", no_argument, NULL, 'a' },
+	{ "no-guard", no_argument, NULL, 'G' },
+	{ "no-redirect", no_argument, NULL, 'R' },
+	{ "heal-delay", required_argument, NULL, 'D' },
+	{ "flap-max", required_argument, NULL, 'F' },
+	{ "flap-window", required_argument, NULL, 'X' },
+	{ "control", required_argument, NULL, 'C' },
+	{ "rebind-timeout", required_argument, NULL, 'T' },
+	{ "config", required_argument, NULL, 'c' },
+	{ "journal", no_argument, NULL, 'J' },
+	{ "state", required_argument, NULL, 'S' },
+	{ "metrics", required_argument, NULL, 'M' },
+	{ "metrics-file", required_argument, NULL, 'P' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+/* What `run` was started with: a reload (SIGHUP) builds its options from the
+ * same flags again, over the file as it is now. */
+struct run_args {
+	int argc;
+	char **argv;
+	const char *config; /* --config, or NULL: the default file if it exists */
+	char cwd[SW_PATH_MAX];
+};
+
+static void run_defaults(struct agent_options *o, const struct run_args *ra)
 {
-	for (size_t i = 0; i < o->n_watch; i++)
-		free(o->watch[i]);
-	free(o->watch);
-	path_cfgs_free(&o->paths);
+	*o = (struct agent_options){
+		.events = "-",
+		.mode = MODE_AUTO,
+		.window_ns = 30 * NSEC_PER_SEC,
+		.reconcile_ns = 10 * NSEC_PER_SEC,
+		.heal_delay_ns = HEAL_DELAY_DEFAULT_MS * NSEC_PER_MSEC,
+		.control_path = CONTROL_PATH_DEFAULT,
+		.rebind_timeout_ns = 2 * NSEC_PER_SEC,
+		.state_file = STATE_FILE_DEFAULT,
+	};
+	flap_cfg_default(&o->flap);
+	o->config_file = ra->config ? ra->config : CONFIG_PATH_DEFAULT;
 }
 
 static void watch_list_free(char ***v)
@@ -135,79 +176,24 @@ static void watch_list_free(char ***v)
  * (every return frees; LeakSanitizer checks it under make check-asan), nor
  * getopt_long's non-NULL optarg for a required argument.
  * NOLINTBEGIN(clang-analyzer-unix.Malloc,clang-analyzer-core.NonNullParamChecker) */
-static int cmd_run(int argc, char **argv)
+/* The flags over the options the file set; SW_EXIT_USAGE (said on stderr)
+ * on a bad one. --watch flags replace the file's watch list. */
+static int run_flags(const struct run_args *ra, struct agent_options *o)
 {
-	static const struct option opts[] = {
-		{ "watch", required_argument, NULL, 'w' },
-		{ "events", required_argument, NULL, 'e' },
-		{ "events-queue", required_argument, NULL, 'Q' },
-		{ "mode", required_argument, NULL, 'm' },
-		{ "discovery", required_argument, NULL, 'd' },
-		{ "window", required_argument, NULL, 'W' },
-		{ "reconcile", required_argument, NULL, 'r' },
-		{ "any-path", no_argument, NULL, 'a' },
-		{ "no-guard", no_argument, NULL, 'G' },
-		{ "no-redirect", no_argument, NULL, 'R' },
-		{ "heal-delay", required_argument, NULL, 'D' },
-		{ "flap-max", required_argument, NULL, 'F' },
-		{ "flap-window", required_argument, NULL, 'X' },
-		{ "control", required_argument, NULL, 'C' },
-		{ "rebind-timeout", required_argument, NULL, 'T' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "journal", no_argument, NULL, 'J' },
-		{ "state", required_argument, NULL, 'S' },
-		{ "metrics", required_argument, NULL, 'M' },
-		{ "metrics-file", required_argument, NULL, 'P' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	struct agent_options o __attribute__((cleanup(run_options_free))) = {
-		.events = "-",
-		.mode = MODE_AUTO,
-		.window_ns = 30 * NSEC_PER_SEC,
-		.reconcile_ns = 10 * NSEC_PER_SEC,
-		.heal_delay_ns = HEAL_DELAY_DEFAULT_MS * NSEC_PER_MSEC,
-		.control_path = CONTROL_PATH_DEFAULT,
-		.rebind_timeout_ns = 2 * NSEC_PER_SEC,
-		.state_file = STATE_FILE_DEFAULT,
-	};
-	const char *config = NULL;
-	char cwd[SW_PATH_MAX], err[512];
-	char **flag_watch __attribute__((cleanup(watch_list_free))) = NULL;
+	char **flag_watch __attribute__((cleanup(watch_list_free))) =
+		calloc((size_t)ra->argc, sizeof(*flag_watch));
 	size_t n_flag_watch = 0;
-	int c, rc;
+	int c;
 
-	flap_cfg_default(&o.flap);
-	flag_watch = calloc((size_t)argc, sizeof(*flag_watch));
-	if (!flag_watch || !getcwd(cwd, sizeof(cwd)))
+	if (!flag_watch)
 		return SW_EXIT_ENV;
-	/* the file first, the flags over it: find --config before the rest */
 	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-		if (c == 'c')
-			config = optarg;
-		if (c == 'h') { /* --help works whatever the config file holds */
-			fputs(usage_text, stdout);
-			return SW_EXIT_OK;
-		}
-	}
-	opterr = 1;
-	o.config_file = config ? config : CONFIG_PATH_DEFAULT;
-	if (config_load(o.config_file, config != NULL, &o, &o.paths, err, sizeof(err)) != 0) {
-		fprintf(stderr, "sockwarden: %s\n", err);
-		return SW_EXIT_USAGE;
-	}
-	if (!config && access(CONFIG_PATH_DEFAULT, F_OK) != 0)
-		o.config_file = NULL;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(ra->argc, ra->argv, "vh", run_opts, NULL)) != -1) {
 		switch (c) {
 		case 'w': {
 			char norm[SW_PATH_MAX];
 
-			if (!path_join(cwd, optarg, norm, sizeof(norm)))
+			if (!path_join(ra->cwd, optarg, norm, sizeof(norm)))
 				return usage_error("--watch %s: cannot make it absolute", optarg);
 			if (!path_fits_sun_path(norm))
 				return usage_error("--watch %s: longer than the 107 bytes a "
@@ -218,51 +204,51 @@ static int cmd_run(int argc, char **argv)
 		case 'c':
 			break;
 		case 'J':
-			o.journal = true;
+			o->journal = true;
 			break;
 		case 'S':
-			o.state_file = optarg;
+			o->state_file = optarg;
 			break;
 		case 'M':
-			o.metrics_addr = optarg;
+			o->metrics_addr = optarg;
 			break;
 		case 'P':
-			o.metrics_file = optarg;
+			o->metrics_file = optarg;
 			break;
 		case 'e':
-			o.events = optarg;
+			o->events = optarg;
 			break;
 		case 'Q':
-			if (parse_queue_size(optarg, &o.events_queue))
+			if (parse_queue_size(optarg, &o->events_queue))
 				return usage_error("--events-queue %s: expected bytes (K or M "
 						   "suffix allowed), 16K..1G", optarg);
 			break;
 		case 'm':
-			if (attach_mode_parse(optarg, &o.mode))
+			if (attach_mode_parse(optarg, &o->mode))
 				return usage_error("--mode %s: expected auto, fentry or tracepoint",
 						   optarg);
 			break;
 		case 'd':
-			if (discovery_mode_parse(optarg, &o.discovery))
+			if (discovery_mode_parse(optarg, &o->discovery))
 				return usage_error("--discovery %s: expected auto, iter or procfs",
 						   optarg);
 			break;
 		case 'W':
-			if (!config_parse_seconds(optarg, &o.window_ns))
+			if (!config_parse_seconds(optarg, &o->window_ns))
 				return usage_error("--window %s: expected seconds > 0", optarg);
 			break;
 		case 'r':
-			if (!config_parse_seconds(optarg, &o.reconcile_ns))
+			if (!config_parse_seconds(optarg, &o->reconcile_ns))
 				return usage_error("--reconcile %s: expected seconds > 0", optarg);
 			break;
 		case 'a':
-			o.any_path = true;
+			o->any_path = true;
 			break;
 		case 'G':
-			o.no_guard = true;
+			o->no_guard = true;
 			break;
 		case 'R':
-			o.no_redirect = true;
+			o->no_redirect = true;
 			break;
 		case 'D': {
 			char *end;
@@ -271,7 +257,7 @@ static int cmd_run(int argc, char **argv)
 			if (*end || end == optarg || ms < 0 || ms > 60000)
 				return usage_error("--heal-delay %s: expected milliseconds 0..60000",
 						   optarg);
-			o.heal_delay_ns = (uint64_t)ms * NSEC_PER_MSEC;
+			o->heal_delay_ns = (uint64_t)ms * NSEC_PER_MSEC;
 			break;
 		}
 		case 'F': {
@@ -280,47 +266,103 @@ static int cmd_run(int argc, char **argv)
 
 			if (*end || end == optarg || n < 1 || n > FLAP_MAX_TRACKED - 1)
 				return usage_error("--flap-max %s: expected 1..63 heals", optarg);
-			o.flap.max_heals = (unsigned)n;
+			o->flap.max_heals = (unsigned)n;
 			break;
 		}
 		case 'C': {
+			/* the same text at every build: a reload rewrites it unchanged */
 			static char control[SW_PATH_MAX];
 
-			if (!path_join(cwd, optarg, control, sizeof(control)) ||
+			if (!path_join(ra->cwd, optarg, control, sizeof(control)) ||
 			    !path_fits_sun_path(control))
 				return usage_error("--control %s: not a usable socket path", optarg);
-			o.control_path = control;
+			o->control_path = control;
 			break;
 		}
 		case 'T':
-			if (!config_parse_seconds(optarg, &o.rebind_timeout_ns))
+			if (!config_parse_seconds(optarg, &o->rebind_timeout_ns))
 				return usage_error("--rebind-timeout %s: expected seconds > 0", optarg);
 			break;
 		case 'X':
-			if (!config_parse_seconds(optarg, &o.flap.window_ns))
+			if (!config_parse_seconds(optarg, &o->flap.window_ns))
 				return usage_error("--flap-window %s: expected seconds > 0", optarg);
 			break;
 		case 'v':
-			o.verbose = true;
+			o->verbose = true;
 			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return SW_EXIT_OK;
-		default:
+		default: /* --help included: cmd_run answers it before any of this */
 			return SW_EXIT_USAGE;
 		}
 	}
-	if (optind < argc)
-		return usage_error("run: unexpected argument '%s'", argv[optind]);
-	/* --watch flags replace the file's watch list */
+	if (optind < ra->argc)
+		return usage_error("run: unexpected argument '%s'", ra->argv[optind]);
 	if (n_flag_watch) {
-		for (size_t i = 0; i < o.n_watch; i++)
-			free(o.watch[i]);
-		free(o.watch);
-		o.watch = flag_watch;
-		o.n_watch = n_flag_watch;
+		for (size_t i = 0; i < o->n_watch; i++)
+			free(o->watch[i]);
+		free(o->watch);
+		o->watch = flag_watch;
+		o->n_watch = n_flag_watch;
 		flag_watch = NULL;
 	}
+	return SW_EXIT_OK;
+}
+
+/* The defaults, the file, the flags: at start-up and at every reload. */
+static int run_build(void *ctx, struct agent_options *o, char *err, size_t errlen)
+{
+	const struct run_args *ra = ctx;
+
+	run_defaults(o, ra);
+	if (config_load(o->config_file, ra->config != NULL, o, &o->paths, err, errlen) != 0)
+		return -1;
+	if (!ra->config && access(CONFIG_PATH_DEFAULT, F_OK) != 0)
+		o->config_file = NULL;
+	if (run_flags(ra, o) != SW_EXIT_OK) {
+		snprintf(err, errlen, "the command line's flags no longer apply");
+		return -1;
+	}
+	o->rebuild = run_build;
+	o->rebuild_ctx = ctx;
+	return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	static struct run_args ra;
+	struct agent_options o __attribute__((cleanup(agent_options_release))) = { 0 };
+	char err[512];
+	int c, rc;
+
+	ra.argc = argc;
+	ra.argv = argv;
+	if (!getcwd(ra.cwd, sizeof(ra.cwd)))
+		return SW_EXIT_ENV;
+	/* the file first, the flags over it: find --config before the rest */
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "vh", run_opts, NULL)) != -1) {
+		if (c == 'c')
+			ra.config = optarg;
+		if (c == 'h') { /* --help works whatever the config file holds */
+			fputs(usage_text, stdout);
+			return SW_EXIT_OK;
+		}
+	}
+	opterr = 1;
+	run_defaults(&o, &ra);
+	if (config_load(o.config_file, ra.config != NULL, &o, &o.paths, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sockwarden: %s\n", err);
+		return SW_EXIT_USAGE;
+	}
+	if (!ra.config && access(CONFIG_PATH_DEFAULT, F_OK) != 0)
+		o.config_file = NULL;
+	rc = run_flags(&ra, &o);
+	if (rc != SW_EXIT_OK)
+		return rc;
+	o.rebuild = run_build;
+	o.rebuild_ctx = &ra;
+	/* reloads print nothing of getopt's: the flags were good at start-up */
+	opterr = 0;
 	rc = agent_run(&o);
 	return rc;
 }

@@ -80,6 +80,14 @@ struct control_limits {
 };
 
 /* The settings of `sockwarden run`: the config file, then the flags over it. */
+struct agent_options;
+
+/* Builds a run's options from scratch: the defaults, the config file, then
+ * the command-line flags over it, as at start-up (main.c); 0, or -1 with
+ * `err` naming the file, line and key. A reload calls it again. */
+typedef int (*agent_options_build_fn)(void *ctx, struct agent_options *out, char *err,
+				      size_t errlen);
+
 struct agent_options {
 	char **watch;        /* --watch PATH (repeatable); none = host-wide */
 	size_t n_watch;
@@ -104,6 +112,9 @@ struct agent_options {
 	const char *metrics_file; /* --metrics-file: a textfile-collector file */
 	const char *config_file;  /* the file the settings came from, if any */
 	struct path_cfgs paths;   /* per-path sections of the config */
+	/* how SIGHUP rebuilds these options (NULL: it cannot) */
+	agent_options_build_fn rebuild;
+	void *rebuild_ctx;
 };
 
 /*
@@ -134,6 +145,25 @@ static inline struct flap_cfg path_cfg_flap(const struct path_cfg *pc,
 		fc.window_ns = pc->flap_window_ns;
 	return fc;
 }
+
+/* Frees what the options own (the watch list, the config's strings and
+ * sections) and zeroes them; the struct itself is the caller's. */
+void agent_options_release(struct agent_options *o);
+/* A copy of s owned by p (freed by path_cfgs_free); NULL stays NULL. */
+const char *path_cfgs_keep_string(struct path_cfgs *p, const char *s);
+
+/*
+ * A reload (SIGHUP, config_reload.c): builds new options with `running->
+ * rebuild`; on any error returns -1 with `err` naming the file, line and key,
+ * and *next is left alone (the running options stay as they are). On success
+ * *next holds the new options (the caller frees them with
+ * agent_options_release + free), in which every setting that needs a restart
+ * has its running value again; `restart_key` is told each such key whose
+ * value the file or flags changed.
+ */
+int config_reload(const struct agent_options *running, struct agent_options **next,
+		  void (*restart_key)(const char *key, void *ctx), void *ctx, char *err,
+		  size_t errlen);
 
 /* Parsers shared with the command line; false on a bad value. */
 bool config_parse_seconds(const char *s, uint64_t *ns);

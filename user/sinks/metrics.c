@@ -140,9 +140,11 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g, si
 	if (!b.p)
 		return NULL;
 	b.p[0] = 0;
-	family(&b, "build_info", "gauge", "Version and attach mode of the running agent.");
-	bprintf(&b, "sockwarden_build_info{version=\"%s\",mode=\"%s\"} 1\n", SOCKWARDEN_VERSION,
-		g->mode ? g->mode : "none");
+	family(&b, "build_info", "gauge",
+	       "Version, attach mode and discovery source of the running agent.");
+	bprintf(&b, "sockwarden_build_info{version=\"%s\",mode=\"%s\",discovery=\"%s\"} 1\n",
+		SOCKWARDEN_VERSION, g->mode ? g->mode : "none",
+		g->discovery ? g->discovery : "none");
 	family(&b, "discovery_info", "gauge", "Where the agent's scans find listeners.");
 	bprintf(&b, "sockwarden_discovery_info{source=\"%s\"} 1\n",
 		g->discovery ? g->discovery : "none");
@@ -157,6 +159,13 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g, si
 	bprintf(&b, "sockwarden_scan_fds %llu\n", (unsigned long long)g->scan_fds);
 	family(&b, "start_time_seconds", "gauge", "When the agent started, Unix time.");
 	bprintf(&b, "sockwarden_start_time_seconds %.3f\n", g->start_time_s);
+	family(&b, "config_last_reload_successful", "gauge",
+	       "1 if the last configuration reload (SIGHUP) applied, 0 if it failed; 1 at start.");
+	bprintf(&b, "sockwarden_config_last_reload_successful %d\n", g->config_reload_ok ? 1 : 0);
+	family(&b, "config_last_reload_success_timestamp_seconds", "gauge",
+	       "When the configuration was last loaded (start or reload), Unix time.");
+	bprintf(&b, "sockwarden_config_last_reload_success_timestamp_seconds %.3f\n",
+		g->config_reload_ok_time_s);
 	family(&b, "events_total", "counter", "Events emitted, by event type.");
 	for (size_t i = 0; i < n_event_types; i++)
 		bprintf(&b, "sockwarden_events_total{event=\"%s\"} %llu\n", event_types[i].name,

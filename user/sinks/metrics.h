@@ -33,6 +33,10 @@ struct metrics_gauges {
 	/* events a sink dropped, counted as they drop (not when reported) */
 	uint64_t sink_dropped, journal_dropped;
 	double start_time_s;
+	/* SIGHUP's reload: whether the last one applied (true before any), and
+	 * when the configuration was last loaded, Unix time */
+	bool config_reload_ok;
+	double config_reload_ok_time_s;
 };
 
 struct metrics {

@@ -302,6 +302,212 @@ static void test_control_limits(void **state)
 	unload(&o, &p);
 }
 
+/* ----- reloads (config_reload.c) ----- */
+
+/* A stand-in for main.c's builder: defaults, the file, then one "flag"
+ * (heal_delay) over it, as `run --heal-delay 0` would. */
+struct fake_run {
+	char file[64];
+	bool flag_heal_delay;
+	int builds;
+};
+
+static int fake_build(void *ctx, struct agent_options *o, char *err, size_t errlen)
+{
+	struct fake_run *r = ctx;
+
+	r->builds++;
+	memset(o, 0, sizeof(*o));
+	o->events = "-";
+	o->window_ns = 30 * NSEC_PER_SEC;
+	o->heal_delay_ns = 20 * NSEC_PER_MSEC;
+	o->control_path = "/run/sockwarden/control.sock";
+	flap_cfg_default(&o->flap);
+	o->config_file = r->file;
+	if (config_load(r->file, true, o, &o->paths, err, errlen) != 0)
+		return -1;
+	if (r->flag_heal_delay)
+		o->heal_delay_ns = 0;
+	o->rebuild = fake_build;
+	o->rebuild_ctx = ctx;
+	return 0;
+}
+
+static void fake_write(struct fake_run *r, const char *text)
+{
+	FILE *f = fopen(r->file, "w");
+
+	fputs(text, f);
+	fclose(f);
+}
+
+static void fake_start(struct fake_run *r, struct agent_options *o, const char *text)
+{
+	char err[512] = "";
+
+	strcpy(r->file, "/tmp/sw-reload-test-XXXXXX");
+	close(mkstemp(r->file));
+	fake_write(r, text);
+	assert_int_equal(fake_build(r, o, err, sizeof(err)), 0);
+}
+
+struct told {
+	char keys[16][48];
+	int n;
+};
+
+static void tell(const char *key, void *ctx)
+{
+	struct told *t = ctx;
+
+	assert_true(t->n < 16);
+	snprintf(t->keys[t->n++], sizeof(t->keys[0]), "%s", key);
+}
+
+static bool was_told(const struct told *t, const char *key)
+{
+	for (int i = 0; i < t->n; i++)
+		if (strcmp(t->keys[i], key) == 0)
+			return true;
+	return false;
+}
+
+static void release(struct agent_options *o)
+{
+	agent_options_release(o);
+	free(o);
+}
+
+static void test_reload_bad_file_keeps_the_running_options(void **state)
+{
+	struct fake_run r = { 0 };
+	struct agent_options run, *next = NULL;
+	struct told t = { 0 };
+	char err[512] = "", want[128];
+
+	(void)state;
+	fake_start(&r, &run, "[agent]\nwindow = 5\n[path /run/a.sock]\nheal = no\n");
+	fake_write(&r, "[agent]\nwindow = 7\n[path /run/a.sock]\nheal = sometimes\n");
+	assert_int_equal(config_reload(&run, &next, tell, &t, err, sizeof(err)), -1);
+	assert_null(next);
+	snprintf(want, sizeof(want), "%s:4: [path /run/a.sock] heal: 'sometimes'", r.file);
+	assert_non_null(strstr(err, want));
+	assert_int_equal(t.n, 0);
+	/* the running options are as they were */
+	assert_int_equal(run.window_ns, 5 * NSEC_PER_SEC);
+	assert_int_equal(run.paths.n, 1);
+	assert_false(path_cfg_find(&run.paths, "/run/a.sock")->heal);
+	/* an unknown key is refused the same way, with its line */
+	fake_write(&r, "[agent]\n\nnot_a_key = 1\n");
+	assert_int_equal(config_reload(&run, &next, tell, &t, err, sizeof(err)), -1);
+	assert_null(next);
+	snprintf(want, sizeof(want), "%s:3: [agent] not_a_key: unknown key", r.file);
+	assert_non_null(strstr(err, want));
+	/* a file that went away is an error too: --config named it */
+	unlink(r.file);
+	assert_int_equal(config_reload(&run, &next, tell, &t, err, sizeof(err)), -1);
+	assert_null(next);
+	assert_non_null(strstr(err, r.file));
+	agent_options_release(&run);
+}
+
+static void test_reload_builds_new_options_with_flags_over_the_file(void **state)
+{
+	struct fake_run r = { .flag_heal_delay = true };
+	struct agent_options run, *next = NULL;
+	struct told t = { 0 };
+	char err[512] = "";
+	const struct path_cfg *pc;
+
+	(void)state;
+	fake_start(&r, &run, "[agent]\nheal_delay_ms = 500\nwatch = /run/a.sock\n");
+	assert_int_equal(run.heal_delay_ns, 0);
+	fake_write(&r, "[agent]\nheal_delay_ms = 900\nwindow = 2\nflap_max = 3\n"
+		       "watch = /run/a.sock\nwatch = /run/b.sock\n"
+		       "[path /run/b.sock]\nheal = no\nflap_window = 4\n");
+	assert_int_equal(config_reload(&run, &next, tell, &t, err, sizeof(err)), 0);
+	assert_non_null(next);
+	assert_int_equal(r.builds, 2);
+	assert_int_equal(t.n, 0);
+	/* the flag still wins over the file, as at start-up */
+	assert_int_equal(next->heal_delay_ns, 0);
+	assert_int_equal(next->window_ns, 2 * NSEC_PER_SEC);
+	assert_int_equal(next->flap.max_heals, 3);
+	assert_int_equal(next->n_watch, 2);
+	assert_string_equal(next->watch[1], "/run/b.sock");
+	pc = path_cfg_find(&next->paths, "/run/b.sock");
+	assert_non_null(pc);
+	assert_false(pc->heal);
+	assert_int_equal(path_cfg_flap(pc, &next->flap).window_ns, 4 * NSEC_PER_SEC);
+	assert_int_equal(path_cfg_flap(pc, &next->flap).max_heals, 3);
+	/* the next reload can build again */
+	assert_ptr_equal(next->rebuild, fake_build);
+	/* the old options are apart: the running ones did not move */
+	assert_int_equal(run.window_ns, 30 * NSEC_PER_SEC);
+	assert_int_equal(run.n_watch, 1);
+	agent_options_release(&run);
+	release(next);
+	unlink(r.file);
+}
+
+static void test_reload_keeps_what_needs_a_restart(void **state)
+{
+	struct fake_run r = { 0 };
+	struct agent_options *run = calloc(1, sizeof(*run)), *next = NULL;
+	struct told t = { 0 };
+	char err[512] = "";
+
+	(void)state;
+	fake_start(&r, run, "[agent]\nmode = fentry\nmetrics = 127.0.0.1:9477\n"
+		       "control = /run/sw/a.sock\nstate = /run/sw/state.json\n"
+		       "control_max_connections = 10\nwatch = /run/a.sock\n");
+	fake_write(&r, "[agent]\nmode = tracepoint\ndiscovery = procfs\n"
+		       "metrics = 127.0.0.1:9999\ncontrol = /run/sw/b.sock\n"
+		       "state = /run/sw/state.json\nguard = no\njournal = yes\n"
+		       "control_max_connections = 20\nwindow = 3\n");
+	assert_int_equal(config_reload(run, &next, tell, &t, err, sizeof(err)), 0);
+	assert_true(was_told(&t, "mode"));
+	assert_true(was_told(&t, "discovery"));
+	assert_true(was_told(&t, "metrics"));
+	assert_true(was_told(&t, "control"));
+	assert_true(was_told(&t, "guard"));
+	assert_true(was_told(&t, "journal"));
+	assert_true(was_told(&t, "control_max_connections"));
+	/* no watch list is host-wide: a restart's choice, the list stays */
+	assert_true(was_told(&t, "watch"));
+	/* what did not change is not told */
+	assert_false(was_told(&t, "state"));
+	assert_false(was_told(&t, "window"));
+	assert_int_equal(t.n, 8);
+	/* the rest applies */
+	assert_int_equal(next->window_ns, 3 * NSEC_PER_SEC);
+	/* the running ones freed first: what was kept is the new options' own */
+	release(run);
+	assert_int_equal(next->mode, MODE_FENTRY);
+	assert_int_equal(next->discovery, DISCOVERY_AUTO);
+	assert_string_equal(next->metrics_addr, "127.0.0.1:9477");
+	assert_string_equal(next->control_path, "/run/sw/a.sock");
+	assert_string_equal(next->state_file, "/run/sw/state.json");
+	assert_false(next->no_guard);
+	assert_false(next->journal);
+	assert_int_equal(next->control_limits.max_connections, 10);
+	assert_int_equal(next->n_watch, 1);
+	assert_string_equal(next->watch[0], "/run/a.sock");
+	release(next);
+	unlink(r.file);
+}
+
+static void test_reload_without_a_builder_fails(void **state)
+{
+	struct agent_options run = { 0 }, *next = NULL;
+	char err[512] = "";
+
+	(void)state;
+	assert_int_equal(config_reload(&run, &next, NULL, NULL, err, sizeof(err)), -1);
+	assert_null(next);
+	assert_true(err[0] != 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -317,6 +523,10 @@ int main(void)
 		cmocka_unit_test(test_long_path_section_is_kept_whole),
 		cmocka_unit_test(test_exec_is_split_without_a_shell),
 		cmocka_unit_test(test_value_parsers),
+		cmocka_unit_test(test_reload_bad_file_keeps_the_running_options),
+		cmocka_unit_test(test_reload_builds_new_options_with_flags_over_the_file),
+		cmocka_unit_test(test_reload_keeps_what_needs_a_restart),
+		cmocka_unit_test(test_reload_without_a_builder_fails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
