@@ -563,6 +563,35 @@ def removal_right_after_an_adoption_is_seen(scratch):
         agent.stop()
 
 
+@test
+def fd_heal_removed_again_is_healed_again(scratch):
+    """The path is removed again inside the agent's own bind-and-check of an
+    fd heal (a cleanup loop faster than the heal): that try fails with
+    removed_again, and the agent heals the path once more, through the
+    control fd, to the same server."""
+    path = os.path.join(scratch, "a.sock")
+    agent = fault_agent(scratch, "bind_check_before", "--no-guard", "--heal-delay", "0")
+    srv = EchoServer(path, "fd")
+    try:
+        agent.wait_event("target_registered", path=path)
+        unlink(path)
+        wait_stopped(agent)
+        # the agent's new socket is bound at the path, not yet checked
+        assert os.path.lexists(path), "nothing bound at the fault point"
+        unlink(path)
+        agent.proc.send_signal(signal.SIGCONT)
+        failed = agent.wait_event("rebind_failed", path=path)
+        assert failed["reason"] == "removed_again", failed
+        ok = agent.wait_event("rebind_succeeded", path=path)
+        assert ok["how"] == "fd" and ok["seq"] > failed["seq"], (failed, ok)
+        srv.wait_line("adopted")
+        served_by(path, srv.p.pid)
+        assert len(agent.find("rebind_started", path=path)) == 2
+    finally:
+        srv.stop()
+        agent.stop()
+
+
 def _register(name, fn, *args):
     def t(scratch):
         fn(scratch, *args)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import harness
 from harness import (AGENT, BUILD, SLOW, Agent, Server, ROOT, connect_errno, echo, guards_of,
                      peercred, run_py, test, wait_guard, wait_until)
 
@@ -327,6 +328,58 @@ def stale_guards_of_a_crashed_agent_are_pruned_or_used(scratch):
     finally:
         srv.stop()
         agent.stop()
+
+
+@test
+def an_agent_keeps_another_agents_guards(scratch):
+    """Two agents on one host, one per network namespace, each watching its
+    own server: neither prunes the other's guard link, scan after scan, and
+    each heals its own path from it."""
+    a_path = os.path.join(scratch, "a.sock")
+    b_path = os.path.join(scratch, "b.sock")
+    bdir = os.path.join(scratch, "b")
+    os.makedirs(bdir)
+    # B: its own network namespace (its own @sockwarden), control path and state
+    wrapper = os.path.join(scratch, "other-netns-agent")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec unshare --net -- %s \"$@\"\n" % AGENT)
+    os.chmod(wrapper, 0o755)
+    a = Agent(scratch, "--watch", a_path, "--reconcile", "0.2")
+    saved, harness.AGENT = harness.AGENT, wrapper
+    try:
+        b = Agent(bdir, "--watch", b_path, "--reconcile", "0.2", "--control",
+                  os.path.join(bdir, "ctl.sock"), "--state", os.path.join(bdir, "state.json"))
+    finally:
+        harness.AGENT = saved
+    sa, sb = Proc("c", a_path), Proc("c", b_path)
+
+    def scans_of(agent):
+        r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % agent.proc.pid, AGENT,
+                            "status", "--json"], capture_output=True, text=True, timeout=30)
+        return json.loads(r.stdout)["scan"]["scans"] if r.returncode == 0 else -1
+    try:
+        wait_guard(a_path)
+        wait_guard(b_path)
+        ino_a, ino_b = os.lstat(a_path).st_ino, os.lstat(b_path).st_ino
+        # each agent's own scans, several of them, with both guards in place
+        start_a, start_b = scans_of(a), scans_of(b)
+        wait_until(lambda: scans_of(a) >= start_a + 5 and scans_of(b) >= start_b + 5,
+                   timeout=30, what="five more scans of each agent")
+        names = guards_of(a_path)[0]
+        for ino in (ino_a, ino_b):
+            assert [n for n in names if n.endswith("-%d" % ino)], (ino, names)
+        for agent in (a, b):
+            assert not agent.find("guard_lost"), agent.find("guard_lost")
+        subprocess.run(["rm", a_path, b_path], check=True)
+        ok_a = a.wait_event("rebind_succeeded", path=a_path)
+        ok_b = b.wait_event("rebind_succeeded", path=b_path)
+        assert ok_a["how"] == ok_b["how"] == "link", (ok_a, ok_b)
+        assert os.lstat(a_path).st_ino == ino_a and os.lstat(b_path).st_ino == ino_b
+    finally:
+        sa.stop()
+        sb.stop()
+        b.stop()
+        a.stop()
 
 
 @test

@@ -226,6 +226,43 @@ def redirect_new_server_wins(scratch):
 
 
 @test
+def redirect_late_record_never_takes_a_new_listener(scratch):
+    """The agent reads an unlink's record only after a new server has bound
+    the path (the kernel's mark, set by the unlink, was cleared by that
+    bind): the late record must not mark the path lost again, and the next
+    connect reaches the new server. (bench-smoke met it: a connect right
+    after a bind was refused, redirected to the old listener's guard.)"""
+    from test_faults import fault_agent, wait_stopped
+    path = os.path.join(scratch, "late.sock")
+    agent = fault_agent(scratch, "unlink_report_before", "--heal-delay", "60000")
+    started = agent.find("agent_started")[0]
+    if not started.get("redirect"):
+        agent.stop()
+        raise AssertionError("no redirect: %s" % started.get("redirect_reason"))
+    old = Proc("c", path)
+    new = None
+    try:
+        wait_armed(path)
+        os.unlink(path)
+        wait_stopped(agent)  # at the unlink's record, before anything of it
+        old.stop()
+        new = Server(path)
+        assert peercred(socket_to(path))[0] == new.pid
+        agent.proc.send_signal(signal.SIGCONT)
+        lost = agent.wait_event("socket_unlinked", path=path)
+        assert lost["redirect"] is False, lost
+        for _ in range(20):
+            c = socket_to(path)
+            assert peercred(c)[0] == new.pid, "a late record redirected a connect"
+            c.close()
+    finally:
+        if new:
+            new.stop()
+        old.stop()
+        agent.stop()
+
+
+@test
 def redirect_never_to_a_dead_listener(scratch):
     """The listener dies during the grace: the next connect fails as it
     would without sockwarden, and the ones after it too."""

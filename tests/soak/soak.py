@@ -160,8 +160,7 @@ def main():
         server_fds0 = nfds(srv.pid)  # no client connected
         agent_err = open(os.path.join(work, "agent.stderr"), "w+")
         agent = subprocess.Popen([AGENT, "run", "--events", evpath, "--watch", path,
-                                  "--heal-delay", "0", "--flap-max", "63",
-                                  "--flap-window", "0.01"],
+                                  "--heal-delay", "0", "--flap-max", "0"],
                                  stdout=subprocess.DEVNULL, stderr=agent_err)
         procs.append(agent)
         harness.wait_guard(path)

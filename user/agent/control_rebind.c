@@ -133,6 +133,7 @@ static int bind_as(const struct registration *r, int pfd, int type, const char *
 		close(fd);
 		return rc;
 	}
+	fault_point("bind_check_before");
 	/* the bind resolved the path again: its file must be in the directory
 	 * walked without following symlinks, or a parent was swapped for a link
 	 * meanwhile (the bind ran as the server, so it went nowhere the server
@@ -189,11 +190,17 @@ bool control_rebind(struct control *c, struct endpoint *e)
 		close(pfd);
 		if (fd < 0) {
 			rebind_failed(r, why);
-			/* removed again right after the bind: a new loss. Known gap:
-			 * the scans that follow report the orphan but do not heal it
-			 * again yet (docs/events.md, removed_again). */
-			if (fd == -ENOENT)
-				e->lost = false;
+			/* Removed again right after the bind (a cleanup loop faster
+			 * than the heal): a new loss, by someone unknown. It is
+			 * healed again after the grace; the caller counts this try
+			 * toward the flap guard, so a loop that keeps removing the
+			 * path opens the circuit and is retried with its back-off. */
+			if (fd == -ENOENT) {
+				e->lost = true;
+				e->lost_ns = clock_mono_ns();
+				e->have_lost_actor = false;
+				healer_on_lost(c->healer, e);
+			}
 			return true;
 		}
 		r->our_fd = fd;

@@ -193,6 +193,7 @@ void report_socket_unlinked(struct agent *a, struct endpoint *e,
 {
 	json_t *ev = ev_endpoint(a, "socket_unlinked", "error", mono, e);
 
+	fault_point("unlink_report_before");
 	if (actor) {
 		ev_proc(ev, "actor", actor);
 		endpoint_json_proc_ns(json_object_get(ev, "actor"), e, actor_mntns);

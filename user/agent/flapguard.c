@@ -36,6 +36,13 @@ static void flap_open(struct flap_state *s, const struct flap_cfg *c, uint64_t n
 enum flap_verdict flap_check(struct flap_state *s, const struct flap_cfg *c,
 			     uint64_t now_ns)
 {
+	/* switched off (flap_max = 0): every heal may go, whatever came before
+	 * (a reload may have switched it off with the circuit open) */
+	if (c->max_heals == 0) {
+		s->circuit = FLAP_CLOSED;
+		s->backoff_ns = 0;
+		return FLAP_ALLOW;
+	}
 	switch (s->circuit) {
 	case FLAP_OPEN:
 		if (now_ns < s->retry_at_ns)

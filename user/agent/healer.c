@@ -522,27 +522,14 @@ uint64_t healer_next_deadline(const struct endpoint_table *t)
 /* The socket files of live listeners, sorted: a guard is kept when its
  * (dev, ino) is among them (a lookup per guard, not a walk of the table). */
 struct live_files {
-	struct sw_file_key {
-		uint64_t dev, ino;
-	} *v;
+	struct healer_file *v;
 	size_t n, cap;
 	bool oom;
 };
 
-static int cmp_file_key(const void *x, const void *y)
+static void live_add(struct live_files *f, uint64_t dev, uint64_t ino)
 {
-	const struct sw_file_key *a = x, *b = y;
-
-	if (a->dev != b->dev)
-		return a->dev < b->dev ? -1 : 1;
-	return (a->ino > b->ino) - (a->ino < b->ino);
-}
-
-static void live_visit(struct endpoint *e, void *ctx)
-{
-	struct live_files *f = ctx;
-
-	if (!e->has_listener || f->oom)
+	if (f->oom)
 		return;
 	if (f->n == f->cap) {
 		size_t cap = f->cap ? f->cap * 2 : 64;
@@ -555,23 +542,41 @@ static void live_visit(struct endpoint *e, void *ctx)
 		f->v = nv;
 		f->cap = cap;
 	}
-	f->v[f->n++] = (struct sw_file_key){ e->l.vfs_dev, e->l.vfs_ino };
+	f->v[f->n++] = (struct healer_file){ dev, ino };
+}
+
+static int cmp_file_key(const void *x, const void *y)
+{
+	const struct healer_file *a = x, *b = y;
+
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	return (a->ino > b->ino) - (a->ino < b->ino);
+}
+
+static void live_visit(struct endpoint *e, void *ctx)
+{
+	if (e->has_listener)
+		live_add(ctx, e->l.vfs_dev, e->l.vfs_ino);
 }
 
 static bool guard_keep(uint64_t dev, uint64_t ino, void *ctx)
 {
 	const struct live_files *f = ctx;
-	struct sw_file_key k = { dev, ino };
+	struct healer_file k = { dev, ino };
 
 	return f->n && bsearch(&k, f->v, f->n, sizeof(*f->v), cmp_file_key);
 }
 
-void healer_reconcile(struct healer *h, struct endpoint_table *t)
+void healer_reconcile(struct healer *h, struct endpoint_table *t,
+		      const struct healer_file *alive, size_t n_alive)
 {
 	struct live_files f = {0};
 	size_t n;
 
 	ep_foreach(t, live_visit, &f);
+	for (size_t i = 0; i < n_alive; i++)
+		live_add(&f, alive[i].dev, alive[i].ino);
 	if (f.oom) {
 		/* without the full list every guard would look unneeded */
 		free(f.v);

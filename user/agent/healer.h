@@ -72,8 +72,18 @@ uint64_t healer_next_deadline(const struct endpoint_table *t);
 int healer_parents_ensure(const struct endpoint *e, const char **why);
 /* The same walk without creating anything: refuses a symlink on the way. */
 int healer_parents_ensure_existing(const struct endpoint *e, const char **why);
-/* Reconcile: repairs swept guards, prunes guards of closed listeners. */
-void healer_reconcile(struct healer *h, struct endpoint_table *t);
+/* A socket file some listener holds, by its (dev, ino). */
+struct healer_file {
+	uint64_t dev, ino;
+};
+
+/* Reconcile: prunes guards of closed listeners. A guard is kept while its
+ * socket file is an endpoint's listener or among `alive` (every listener
+ * the scan saw, watched or not): a guard another agent made (one per
+ * network namespace, say) names a listener this agent may not watch, and
+ * stays until that listener closes. */
+void healer_reconcile(struct healer *h, struct endpoint_table *t,
+		      const struct healer_file *alive, size_t n_alive);
 /* Test builds only (SW_FAULT_POINTS, healer.c): stops the agent at the named
  * step when SW_FAULT_STOP names it; nothing in a production build. */
 #ifdef SW_FAULT_POINTS

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "guard_mirror.h"
 #include "shared/log.h"
@@ -77,9 +78,26 @@ bool healer_redirect_lost(struct healer *h, struct endpoint *e)
 	/* the originals' owners and modes as they are now, not at the last scan */
 	healer_redirect_arm(h, e);
 	e->redirected_at_loss = redirect_count(h->redirect, e->mntns, e->path, &lost);
-	/* the kernel marked it in the unlink itself; by a relative name, here */
-	if (!lost)
+	/*
+	 * The kernel marks it in the unlink itself, so an entry not marked
+	 * means an unlink by a relative name (marked here), or a bind() of the
+	 * path since the unlink, which cleared the mark: this record is older
+	 * than that bind, and the new listener must win. So a path that is
+	 * back is not marked; the look comes again after the mark, so that a
+	 * bind between the two is seen, and one after it clears the mark
+	 * itself.
+	 */
+	if (!lost) {
+		struct stat st;
+
+		if (ep_lstat(e, &st) == 0)
+			return false;
 		healer_redirect_set_lost(h, e, true);
+		if (ep_lstat(e, &st) == 0) {
+			healer_redirect_set_lost(h, e, false);
+			return false;
+		}
+	}
 	e->redirect_lost = true;
 	return true;
 }

@@ -201,6 +201,23 @@ static void scan_apply_item(struct agent *a, const struct scan_item *it, bool in
 	}
 }
 
+/* Guards of closed listeners go; a guard of any listener the scan saw stays,
+ * whoever made it (healer_reconcile says why). */
+static void reconcile_guards(struct agent *a, const struct scan_result *r)
+{
+	struct healer_file *alive = calloc(r->n ? r->n : 1, sizeof(*alive));
+	size_t n = 0;
+
+	if (!alive)
+		return; /* without the list another agent's guards would look unneeded */
+	for (size_t i = 0; i < r->n; i++)
+		if (r->items[i].l.vfs_ino)
+			alive[n++] = (struct healer_file){ r->items[i].l.vfs_dev,
+							   r->items[i].l.vfs_ino };
+	healer_reconcile(&a->healer, &a->eps, alive, n);
+	free(alive);
+}
+
 void scan_apply(struct agent *a, const struct scan_result *r, bool initial)
 {
 	uint64_t t0 = clock_mono_ns();
@@ -217,7 +234,7 @@ void scan_apply(struct agent *a, const struct scan_result *r, bool initial)
 		scan_apply_item(a, &r->items[i], initial);
 	ep_fs_batch_end(&a->eps);
 	ep_foreach(&a->eps, scan_prune, &(struct prune_ctx){ a, r });
-	healer_reconcile(&a->healer, &a->eps);
+	reconcile_guards(a, r);
 	/* forget orphans whose listener is gone */
 	for (size_t i = 0; i < a->orphans_reported.n;) {
 		if (!bsearch(&a->orphans_reported.v[i], r->inos, r->n_listeners, sizeof(*r->inos),

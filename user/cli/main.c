@@ -264,8 +264,9 @@ static int run_flags(const struct run_args *ra, struct agent_options *o)
 			char *end;
 			long n = strtol(optarg, &end, 10);
 
-			if (*end || end == optarg || n < 1 || n > FLAP_MAX_TRACKED - 1)
-				return usage_error("--flap-max %s: expected 1..63 heals", optarg);
+			if (*end || end == optarg || n < 0 || n > FLAP_MAX_TRACKED - 1)
+				return usage_error("--flap-max %s: expected 0..63 heals (0: off)",
+						   optarg);
 			o->flap.max_heals = (unsigned)n;
 			break;
 		}

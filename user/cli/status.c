@@ -173,9 +173,14 @@ static void print_human(json_t *doc, const char *source)
 	printf("\nstarted %s, up ", jstr(doc, "started"));
 	print_duration(json_number_value(json_object_get(doc, "uptime_s")));
 	printf("; %s\n", source);
-	printf("guards %s, heal delay %lld ms, flap guard %lld heals in %lld s\n",
+	printf("guards %s, heal delay %lld ms, ",
 	       json_is_true(json_object_get(doc, "guards")) ? "on" : "off",
-	       jint(doc, "heal_delay_ms"), jint(doc, "flap_max"), jint(doc, "flap_window_s"));
+	       jint(doc, "heal_delay_ms"));
+	if (jint(doc, "flap_max") == 0)
+		printf("flap guard off\n");
+	else
+		printf("flap guard %lld heals in %lld s\n", jint(doc, "flap_max"),
+		       jint(doc, "flap_window_s"));
 	if (json_object_get(doc, "redirect"))
 		printf("redirect %s (%s)\n",
 		       json_is_true(json_object_get(doc, "redirect")) ? "on" : "off",

@@ -194,8 +194,8 @@ static int agent_key(struct load_ctx *c, const char *section, const char *key, c
 			return fail(c, section, key, "'%s': expected milliseconds 0..60000", value);
 		o->heal_delay_ns = n * NSEC_PER_MSEC;
 	} else if (strcmp(key, "flap_max") == 0) {
-		if (!parse_uint(value, 1, FLAP_MAX_TRACKED - 1, &n))
-			return fail(c, section, key, "'%s': expected 1..63 heals", value);
+		if (!parse_uint(value, 0, FLAP_MAX_TRACKED - 1, &n))
+			return fail(c, section, key, "'%s': expected 0..63 heals (0: off)", value);
 		o->flap.max_heals = (unsigned)n;
 	} else if (strcmp(key, "flap_window") == 0) {
 		if (!config_parse_seconds(value, &o->flap.window_ns))
@@ -333,8 +333,8 @@ static int path_key(struct load_ctx *c, const char *section, const char *key,
 			return fail(c, section, key, "'%s': expected seconds > 0", value);
 		pc->has_window = true;
 	} else if (strcmp(key, "flap_max") == 0) {
-		if (!parse_uint(value, 1, FLAP_MAX_TRACKED - 1, &n))
-			return fail(c, section, key, "'%s': expected 1..63 heals", value);
+		if (!parse_uint(value, 0, FLAP_MAX_TRACKED - 1, &n))
+			return fail(c, section, key, "'%s': expected 0..63 heals (0: off)", value);
 		pc->flap_max = (unsigned)n;
 		pc->has_flap_max = true;
 	} else if (strcmp(key, "flap_window") == 0) {

@@ -15,7 +15,7 @@
 
 /* The flap guard's settings (agent/flapguard.h applies them). */
 struct flap_cfg {
-	unsigned max_heals;   /* default 5 */
+	unsigned max_heals;   /* default 5; 0: the flap guard is off */
 	uint64_t window_ns;   /* default 60 s */
 	uint64_t backoff_ns;  /* first back-off, default 30 s */
 	uint64_t backoff_max_ns; /* cap, default 10 min */

@@ -283,6 +283,29 @@ static void test_max_heals_one(void **state)
 	assert_int_equal(heal(f, T0 + S(59)), FLAP_OPENED);
 }
 
+static void test_max_heals_zero_is_off(void **state)
+{
+	struct fixture *f = *state;
+
+	f->cfg.max_heals = 0;
+	f->cfg.window_ns = S(60);
+	for (int i = 0; i < 10000; i++)
+		assert_int_equal(heal(f, T0 + (uint64_t)i), FLAP_ALLOW);
+}
+
+static void test_switched_off_with_the_circuit_open_allows_at_once(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t t = open_circuit(f, T0);
+
+	assert_int_equal(heal(f, t + 1), FLAP_SUPPRESSED);
+	f->cfg.max_heals = 0; /* a reload switched it off */
+	assert_int_equal(heal(f, t + 2), FLAP_ALLOW);
+	assert_int_equal(f->st.circuit, FLAP_CLOSED);
+	f->cfg.max_heals = 5; /* and on again: a fresh start, no back-off carried */
+	assert_int_equal(f->st.backoff_ns, 0);
+}
+
 static void test_paths_are_independent(void **state)
 {
 	struct fixture *f = *state;
@@ -340,6 +363,8 @@ int main(void)
 		T(test_recent_across_ring_wraparound),
 		T(test_largest_configurable_max_heals_still_opens),
 		T(test_max_heals_one),
+		T(test_max_heals_zero_is_off),
+		T(test_switched_off_with_the_circuit_open_allows_at_once),
 		T(test_paths_are_independent),
 		T(test_circuit_names),
 		T(test_ring_allocated_by_the_first_heal_only),

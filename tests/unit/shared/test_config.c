@@ -96,7 +96,7 @@ static void test_error_names_file_line_and_key(void **state)
 	assert_int_equal(load("[agent]\nwindoww = 1\n", &o, &p, err), -1);
 	assert_non_null(strstr(err, ":2: [agent] windoww: unknown key"));
 	assert_int_equal(load("[agent]\nflap_max = 64\n", &o, &p, err), -1);
-	assert_non_null(strstr(err, "expected 1..63"));
+	assert_non_null(strstr(err, "expected 0..63"));
 	assert_int_equal(load("[agent]\nheal_delay_ms = -1\n", &o, &p, err), -1);
 }
 
@@ -109,7 +109,7 @@ static void test_first_error_stands(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(load("[agent]\nwindow = soon\nflap_max = 0\nwatch = /run/a.sock\n"
+	assert_int_equal(load("[agent]\nwindow = soon\nflap_max = 99\nwatch = /run/a.sock\n"
 			      "[path /run/b.sock]\nheal = no\n", &o, &p, err), -1);
 	assert_non_null(strstr(err, ":2: [agent] window: 'soon'"));
 	assert_int_equal(o.n_watch, 0);
