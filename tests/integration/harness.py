@@ -58,6 +58,12 @@ def check_event(ev, where=""):
     """Checks one event against the schema; raises AssertionError if it breaks it."""
     if not SCHEMA_CHECK:
         return
+    # make vmtest's emulated VM (SLOW) checks the first 50 events of each
+    # type a run reads: a full check there costs minutes per storm test, and
+    # the host's run checks every event
+    name = ev.get("event") if isinstance(ev, dict) else None
+    if SLOW and isinstance(name, str) and events_schema.seen.get(name, 0) >= 50:
+        return
     try:
         events_schema.check(ev, where)
     except AssertionError as e:

@@ -65,9 +65,34 @@ def describe(err):
     return "%s: %s" % (where, err.message)
 
 
+_by_event = {}
+
+
+def validator_for(ev):
+    """The validator for ev: for an event of a type the schema names, the
+    schema with only that type's branch of its allOf (the same verdict: every
+    other branch's `if` is false for it), which spares 19 `if` evaluations
+    per event; make vmtest's emulated VM reads thousands of events in a
+    storm test. Anything else gets the whole schema."""
+    name = ev.get("event") if isinstance(ev, dict) else None
+    if not isinstance(name, str):
+        return validator()
+    if name not in _by_event:
+        full = load_schema()
+        branch = [b for b in full.get("allOf", [])
+                  if b.get("if", {}).get("properties", {}).get("event", {}).get("const") == name]
+        if len(branch) != 1:
+            _by_event[name] = validator()
+        else:
+            one = dict(full, allOf=branch)
+            _by_event[name] = load_jsonschema().Draft202012Validator(one)
+    return _by_event[name]
+
+
 def errors(ev):
     """Every way ev breaks the schema, most relevant first; [] when it validates."""
-    v = validator()
+    validator()  # fails loudly without jsonschema
+    v = validator_for(ev)
     errs = list(v.iter_errors(ev))
     if not errs:
         return []
