@@ -89,9 +89,6 @@ static void keep_watch_mode(struct keep_ctx *k)
 
 static void keep_running_values(struct keep_ctx *k)
 {
-	const struct control_limits *rl = &k->running->control_limits;
-	struct control_limits *nl = &k->next->control_limits;
-
 	KEEP_VALUE(k, "mode", mode);
 	KEEP_VALUE(k, "discovery", discovery);
 	KEEP_VALUE(k, "any_path", any_path);
@@ -104,22 +101,11 @@ static void keep_running_values(struct keep_ctx *k)
 	keep_string(k, "metrics_file", k->running->metrics_file, &k->next->metrics_file);
 	keep_string(k, "control", k->running->control_path, &k->next->control_path);
 	/* the control server's caps hold the registrations it has admitted */
-	if (rl->max_connections != nl->max_connections) {
-		k->told("control_max_connections", k->ctx);
-		nl->max_connections = rl->max_connections;
-	}
-	if (rl->max_registrations != nl->max_registrations) {
-		k->told("control_max_registrations", k->ctx);
-		nl->max_registrations = rl->max_registrations;
-	}
-	if (rl->max_registrations_per_connection != nl->max_registrations_per_connection) {
-		k->told("control_max_registrations_per_connection", k->ctx);
-		nl->max_registrations_per_connection = rl->max_registrations_per_connection;
-	}
-	if (rl->idle_timeout_ns != nl->idle_timeout_ns) {
-		k->told("control_idle_timeout", k->ctx);
-		nl->idle_timeout_ns = rl->idle_timeout_ns;
-	}
+	KEEP_VALUE(k, "control_max_connections", control_limits.max_connections);
+	KEEP_VALUE(k, "control_max_registrations", control_limits.max_registrations);
+	KEEP_VALUE(k, "control_max_registrations_per_connection",
+		   control_limits.max_registrations_per_connection);
+	KEEP_VALUE(k, "control_idle_timeout", control_limits.idle_timeout_ns);
 	keep_watch_mode(k);
 }
 
