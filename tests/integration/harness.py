@@ -37,6 +37,7 @@ SLOW = os.environ.get("SW_TEST_SLOW") == "1"
 TESTS = []
 # every process a test starts, stopped after it whatever happened
 LIVE = []
+STARTED = []  # the agents the running test started, told of when it fails
 # SW_IDLE_PROCS=N (make integration-test: 3000): N idle processes with
 # IDLE_FDS fds each live for the whole run, a busy host's /proc for every
 # scan to walk; IDLE_PRESENT says how many main() started
@@ -153,9 +154,11 @@ class Agent:
         if MODE and "--mode" not in args:
             self.args += ["--mode", MODE]
         self.stderr = open(self.stderr_path, "w")
+        self.stderr_kept = None
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
                                      stderr=self.stderr, env=env)
         LIVE.append(self.proc)
+        STARTED.append(self)
         self._offset = 0
         self._buf = b""
         self.events = []
@@ -166,6 +169,8 @@ class Agent:
             raise AssertionError("agent did not start: " + self.stderr_text())
 
     def stderr_text(self):
+        if self.stderr_kept is not None:
+            return self.stderr_kept  # stopped: a later agent may reuse the file
         with open(self.stderr_path) as f:
             return f.read()
 
@@ -225,7 +230,9 @@ class Agent:
                 self.proc.kill()
                 self.proc.wait()
         self.stderr.close()
-        self.poll()
+        if self.stderr_kept is None:
+            self.poll()
+            self.stderr_kept = self.stderr_text()
         return self.proc.returncode
 
 
@@ -403,6 +410,19 @@ def connect_errno(path, typ=socket.SOCK_STREAM, nonblock=False):
         s.close()
 
 
+def tell_agents():
+    """Every agent of a failed test, in the order started: what each said
+    last, whatever the failure was (a wait_event says it already)."""
+    for i, agent in enumerate(STARTED):
+        try:
+            if agent.proc.poll() is None:
+                agent.poll()
+            print("agent %d of %d (%s):\n%s" % (i + 1, len(STARTED), " ".join(agent.args[1:]),
+                                                agent.story()), flush=True)
+        except (OSError, ValueError) as e:
+            print("agent %d of %d: its story is unreadable: %s" % (i + 1, len(STARTED), e))
+
+
 def reap_live():
     while LIVE:
         p = LIVE.pop()
@@ -491,8 +511,10 @@ def main():
             failed += 1
             print("FAIL %-50s" % fn.__name__, flush=True)
             traceback.print_exc()
+            tell_agents()
         finally:
             reap_live()
+            STARTED.clear()
             if os.environ.get("SW_KEEP") != "1":
                 subprocess.run(["rm", "-rf", scratch])
     if SCHEMA_CHECK:

@@ -25,6 +25,7 @@ import test_cli_namespaces  # noqa: E402,F401
 import test_podman  # noqa: E402,F401
 import test_reload  # noqa: E402,F401
 import test_redirect  # noqa: E402,F401
+import test_racers  # noqa: E402,F401
 
 
 if __name__ == "__main__":

@@ -52,34 +52,52 @@ static bool served_by_peer(const struct registration *r)
 
 /* Discards the agent's own socket and unlinks the path only if it is still the
  * file the agent bound and nobody serves it: never a path someone else has
- * bound since, never one the server listens on. */
+ * bound since, never one the server listens on. The file is looked for in
+ * the directory the walk without symlinks reaches, never by the path's name,
+ * which a user who owns a directory on it can point elsewhere meanwhile. */
 static void rebind_discard(struct registration *r)
 {
+	const char *why = NULL;
 	struct stat st;
+	int dfd;
 
 	if (r->our_fd >= 0) {
-		if (lstat(r->e->path, &st) == 0 && st.st_ino == r->our_ino &&
-		    st.st_dev == r->our_dev && !served_by_peer(r))
-			unlink(r->e->path);
+		dfd = healer_parents_ensure_existing(r->e, &why);
+		if (dfd >= 0) {
+			const char *base = path_basename(r->e->path);
+
+			if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    st.st_ino == r->our_ino && st.st_dev == r->our_dev && !served_by_peer(r))
+				unlinkat(dfd, base, 0);
+			close(dfd);
+		}
 		close(r->our_fd);
 	}
 	r->our_fd = -1;
 	r->inflight = false;
 }
 
-void rebind_failed(struct registration *r, const char *reason)
+static void rebind_failed_as(struct registration *r, const char *reason, bool retry)
 {
 	struct control *c = r->peer->ctl;
 	json_t *ev = ctl_event(c, "rebind_failed", "error", r->e);
+	uint64_t wait = retry ? healer_retry_later(r->e, clock_mono_ns()) : 0;
 
 	json_object_set_new(ev, "how", json_string(heal_name(r->heal)));
 	json_object_set_new(ev, "reason", json_string(reason));
 	json_object_set_new(ev, "seq", json_integer(r->inflight_seq));
+	if (wait)
+		json_object_set_new(ev, "retry_in_ms", json_integer((json_int_t)(wait / NSEC_PER_MSEC)));
 	set_peer_owner(ev, r->peer);
 	r->e->recovered_how = NULL;
 	rebind_discard(r);
 	c->healer->heals_failed++;
 	c->hooks.emit(c->hooks.ctx, ev);
+}
+
+void rebind_failed(struct registration *r, const char *reason)
+{
+	rebind_failed_as(r, reason, false);
 }
 
 /* True if the walk from "/" without symlinks still reaches the directory pfd. */
@@ -98,17 +116,52 @@ static bool same_directory(const struct endpoint *e, int pfd)
 	return same;
 }
 
-/* Binds a socket at the path as the server's uid and gid, with its mode. */
-static int bind_as(const struct registration *r, int pfd, int type, const char **why)
+/* Gives the file the agent bound in pfd its recorded mode and owner, through
+ * an O_PATH descriptor of that very file: by name, a chmod follows a link
+ * that the directory's owner put in its place since the check. */
+static void settle_file(const struct endpoint *e, int pfd, const struct stat *bound, mode_t mode)
+{
+	char proc[64];
+	struct stat st;
+	int f = openat(pfd, path_basename(e->path), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+	if (f < 0 || fstat(f, &st) != 0 || st.st_ino != bound->st_ino ||
+	    st.st_dev != bound->st_dev || !S_ISSOCK(st.st_mode)) {
+		log_warn("%s changed before its mode was set; left as bound", e->path);
+		if (f >= 0)
+			close(f);
+		return;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f);
+	if (chmod(proc, mode) != 0)
+		log_warn("chmod %s: %s", e->path, strerror(errno));
+	if (fchownat(f, "", e->file_uid, e->file_gid, AT_EMPTY_PATH) != 0)
+		log_warn("chown %s: %s", e->path, strerror(errno));
+	close(f);
+}
+
+/*
+ * Binds a socket at the path with its mode, as the server's uid and gid, or
+ * as the user who owns a directory on the path (healer_parents_steered) when
+ * there is one: bind() takes a name, and a name below that user's directory
+ * goes wherever the user points it. Bound as that user, it can only land
+ * where the user could have put a file themselves; the check after it then
+ * finds the file outside the directory walked and leaves it alone. Returns
+ * the socket, its file's identity in *bound.
+ */
+static int bind_as(const struct registration *r, int pfd, const struct healer_steerer *steer,
+		   int type, struct stat *bound, const char **why)
 {
 	const struct endpoint *e = r->e;
 	const char *base = path_basename(e->path);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	mode_t mode = e->file_mode ? e->file_mode : 0666;
+	uid_t uid = steer->found ? steer->uid : r->peer->owner.uid;
+	gid_t gid = steer->found ? steer->gid : r->peer->owner.gid;
 	struct unix_listener l;
-	struct stat st;
 	int fd, rc = 0;
 
+	memset(bound, 0, sizeof(*bound));
 	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*why = "socket_failed";
@@ -119,8 +172,8 @@ static int bind_as(const struct registration *r, int pfd, int type, const char *
 	 * re-registration after an agent restart), and a relative name means
 	 * nothing there */
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", e->path);
-	setfsgid(r->peer->owner.gid);
-	setfsuid(r->peer->owner.uid);
+	setfsgid(gid);
+	setfsuid(uid);
 	umask(~mode & 0777);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		rc = -errno;
@@ -136,11 +189,10 @@ static int bind_as(const struct registration *r, int pfd, int type, const char *
 	fault_point("bind_check_before");
 	/* the bind resolved the path again: its file must be in the directory
 	 * walked without following symlinks, or a parent was swapped for a link
-	 * meanwhile (the bind ran as the server, so it went nowhere the server
-	 * could not go), and nothing below may touch that file */
-	rc = fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0 ? -errno : 0;
-	if (rc || discovery_get(socket_inode_of_fd(fd), &l) != 0 || l.vfs_ino != st.st_ino ||
-	    l.vfs_dev != st.st_dev) {
+	 * meanwhile, and nothing below may touch that file */
+	rc = fstatat(pfd, base, bound, AT_SYMLINK_NOFOLLOW) != 0 ? -errno : 0;
+	if (rc || discovery_get(socket_inode_of_fd(fd), &l) != 0 || l.vfs_ino != bound->st_ino ||
+	    l.vfs_dev != bound->st_dev) {
 		close(fd);
 		/* Or the new file was removed again at once (a cleanup loop): the
 		 * walk still reaches the same directory, no symlink on the way. */
@@ -151,11 +203,8 @@ static int bind_as(const struct registration *r, int pfd, int type, const char *
 		*why = "parent_is_symlink";
 		return -ELOOP;
 	}
-	/* the mode exactly, whatever umask did; owner again in case fsuid failed */
-	if (fchmodat(pfd, base, mode, 0) != 0)
-		log_warn("chmod %s: %s", e->path, strerror(errno));
-	if (fchownat(pfd, base, e->file_uid, e->file_gid, AT_SYMLINK_NOFOLLOW) != 0)
-		log_warn("chown %s: %s", e->path, strerror(errno));
+	/* the mode exactly, whatever umask did, and the recorded owner */
+	settle_file(e, pfd, bound, mode);
 	return fd;
 }
 
@@ -181,15 +230,21 @@ bool control_rebind(struct control *c, struct endpoint *e)
 	r->our_fd = -1;
 	r->deadline_ns = clock_mono_ns() + c->rebind_timeout_ns;
 	if (r->heal == HEAL_FD) {
-		pfd = healer_parents_ensure(e, &why);
+		struct healer_steerer steer;
+
+		pfd = healer_parents_steered(e, r->peer->owner.uid, &steer, &why);
 		if (pfd < 0) {
-			rebind_failed(r, why);
+			/* a directory on the way swapped for a link, a refused
+			 * mkdir: what the walk met may pass */
+			rebind_failed_as(r, why, true);
 			return true;
 		}
-		fd = bind_as(r, pfd, e->l.type ? e->l.type : SOCK_STREAM, &why);
+		fd = bind_as(r, pfd, &steer, e->l.type ? e->l.type : SOCK_STREAM, &st, &why);
 		close(pfd);
 		if (fd < 0) {
-			rebind_failed(r, why);
+			/* a parent swapped between the walk and the bind, a
+			 * bind refused: tried again, later each time */
+			rebind_failed_as(r, why, fd != -ENOENT && fd != -EADDRINUSE);
 			/* Removed again right after the bind (a cleanup loop faster
 			 * than the heal): a new loss, by someone unknown. It is
 			 * healed again after the grace; the caller counts this try
@@ -204,10 +259,8 @@ bool control_rebind(struct control *c, struct endpoint *e)
 			return true;
 		}
 		r->our_fd = fd;
-		if (lstat(e->path, &st) == 0) {
-			r->our_dev = st.st_dev;
-			r->our_ino = st.st_ino;
-		}
+		r->our_dev = st.st_dev;
+		r->our_ino = st.st_ino;
 	}
 	msg = json_object();
 	json_object_set_new(msg, "op", json_string("rebind"));
@@ -331,6 +384,7 @@ void on_adopted(struct ctl_peer *p, const struct ctl_request *req)
 	healer_listener_gone(c->healer, e); /* the old socket's guard */
 	ep_set_listener(e, &l, &p->owner, 1);
 	e->lost = false;
+	healer_retries_reset(e);
 	e->heal_pending = false;
 	ep_record_fs(e);
 	healer_listener_seen(c->healer, e);

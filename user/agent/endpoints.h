@@ -162,6 +162,7 @@ struct endpoint {
 	char guard_problem[32]; /* the guard_lost reason last reported */
 	bool heal_pending;
 	uint64_t heal_at_ns;
+	unsigned heal_retries; /* failed tries since the last heal (healer_retry_later) */
 	/* the redirect (redirect.h): armed with the guard's path while a guard
 	 * is in place; the count it had when the path was last lost */
 	bool redirect_armed;

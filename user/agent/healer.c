@@ -268,7 +268,22 @@ void healer_on_bind(struct healer *h, struct endpoint *e, const struct sw_proc *
 	skip(h, e, "rebound");
 }
 
-static int parents_walk(const struct endpoint *e, bool create, const char **why)
+/* The deepest directory on the way whose owner is someone else than root
+ * and the trusted uid: that user can rename, replace or swap for a link any
+ * name below it while the agent works there. */
+static void note_steerer(int fd, uid_t trusted, struct healer_steerer *s)
+{
+	struct stat st;
+
+	if (s && fstat(fd, &st) == 0 && st.st_uid != 0 && st.st_uid != trusted) {
+		s->found = true;
+		s->uid = st.st_uid;
+		s->gid = st.st_gid;
+	}
+}
+
+static int parents_walk(const struct endpoint *e, bool create, const char **why,
+			uid_t trusted, struct healer_steerer *steer)
 {
 	char comp[SW_PATH_MAX];
 	const char *p = e->path + 1;
@@ -281,6 +296,9 @@ static int parents_walk(const struct endpoint *e, bool create, const char **why)
 
 	if (fd < 0)
 		return -errno;
+	if (steer)
+		steer->found = false;
+	note_steerer(fd, trusted, steer);
 	for (;;) {
 		const char *slash = strchr(p, '/');
 		size_t len;
@@ -321,6 +339,7 @@ static int parents_walk(const struct endpoint *e, bool create, const char **why)
 		}
 		close(fd);
 		fd = next;
+		note_steerer(fd, trusted, steer);
 		p = slash + 1;
 		while (*p == '/')
 			p++;
@@ -330,26 +349,65 @@ static int parents_walk(const struct endpoint *e, bool create, const char **why)
 
 int healer_parents_ensure(const struct endpoint *e, const char **why)
 {
-	return parents_walk(e, true, why);
+	return parents_walk(e, true, why, 0, NULL);
 }
 
 int healer_parents_ensure_existing(const struct endpoint *e, const char **why)
 {
-	return parents_walk(e, false, why);
+	return parents_walk(e, false, why, 0, NULL);
 }
 
-static void heal_failed(struct healer *h, struct endpoint *e, const char *how,
-			const char *reason, int err)
+int healer_parents_steered(const struct endpoint *e, uid_t trusted, struct healer_steerer *steer,
+			   const char **why)
+{
+	return parents_walk(e, true, why, trusted, steer);
+}
+
+#define HEAL_RETRY_FIRST_NS (10 * NSEC_PER_MSEC)
+#define HEAL_RETRY_MAX_NS (60 * NSEC_PER_SEC)
+
+uint64_t healer_retry_later(struct endpoint *e, uint64_t now_ns)
+{
+	uint64_t wait = HEAL_RETRY_FIRST_NS;
+
+	if (!e->lost)
+		return 0;
+	for (unsigned i = 0; i < e->heal_retries && wait < HEAL_RETRY_MAX_NS; i++)
+		wait *= 2;
+	if (wait > HEAL_RETRY_MAX_NS)
+		wait = HEAL_RETRY_MAX_NS;
+	e->heal_retries++;
+	e->heal_pending = true;
+	e->heal_at_ns = now_ns + wait;
+	return wait;
+}
+
+void healer_retries_reset(struct endpoint *e)
+{
+	e->heal_retries = 0;
+}
+
+static void heal_failed_as(struct healer *h, struct endpoint *e, const char *how,
+			   const char *reason, int err, bool retry)
 {
 	json_t *ev = heal_event(h, "rebind_failed", "error", e);
+	uint64_t wait = retry ? healer_retry_later(e, clock_mono_ns()) : 0;
 
 	json_object_set_new(ev, "how", json_string(how));
 	json_object_set_new(ev, "reason", json_string(reason));
 	if (err)
 		json_object_set_new(ev, "error", json_string(strerror(err)));
+	if (wait)
+		json_object_set_new(ev, "retry_in_ms", json_integer((json_int_t)(wait / NSEC_PER_MSEC)));
 	set_owner(ev, e);
 	h->heals_failed++;
 	h->emit(h->emit_ctx, ev);
+}
+
+static void heal_failed(struct healer *h, struct endpoint *e, const char *how,
+			const char *reason, int err)
+{
+	heal_failed_as(h, e, how, reason, err, false);
 }
 
 /* Returns true when the path is back. */
@@ -420,7 +478,9 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 
 	pfd = healer_parents_ensure(e, &why);
 	if (pfd < 0) {
-		heal_failed(h, e, "link", why, -pfd);
+		/* a directory on the way swapped for a link, a mkdir refused:
+		 * what the walk met may pass */
+		heal_failed_as(h, e, "link", why, -pfd, true);
 		return false;
 	}
 	fault_point("link_before");
@@ -438,7 +498,10 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 			skip(h, e, "rebound"); /* someone bound it a moment ago */
 			return false;
 		}
-		heal_failed(h, e, "link", err == EXDEV ? "cross_mount" : "link_failed", err);
+		if (err == EXDEV)
+			heal_failed(h, e, "link", "cross_mount", err);
+		else
+			heal_failed_as(h, e, "link", "link_failed", err, true);
 		return false;
 	}
 	fault_point("link_after");
@@ -464,6 +527,7 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 		log_debug("%s was removed again right after its heal", e->path);
 	flap_record(&e->flap, &fc, now_ns);
 	e->lost = false;
+	healer_retries_reset(e);
 	e->recovered_how = "link";
 	/* the path is back: connects take it again */
 	healer_redirect_set_lost(h, e, false);

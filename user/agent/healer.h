@@ -57,6 +57,13 @@ uint64_t healer_redirected_since_loss(struct healer *h, struct endpoint *e);
 void healer_redirect_arm(struct healer *h, struct endpoint *e);
 void healer_redirect_disarm(struct healer *h, struct endpoint *e);
 void healer_redirect_set_lost(struct healer *h, struct endpoint *e, bool lost);
+/* A heal that failed for a reason that can pass (a directory on the way
+ * swapped for a link a moment, a refused mkdir or bind) is tried again, later
+ * each time: 10 ms after the first failure, doubling up to a minute. Returns
+ * the wait, for the event; 0 when the path is not lost any more. */
+uint64_t healer_retry_later(struct endpoint *e, uint64_t now_ns);
+/* The path is back: the next failure starts the back-off afresh. */
+void healer_retries_reset(struct endpoint *e);
 /* A loss was confirmed (socket_unlinked was reported). */
 void healer_on_lost(struct healer *h, struct endpoint *e);
 /* Someone bound the path: a pending heal stands down. */
@@ -72,6 +79,16 @@ uint64_t healer_next_deadline(const struct endpoint_table *t);
 int healer_parents_ensure(const struct endpoint *e, const char **why);
 /* The same walk without creating anything: refuses a symlink on the way. */
 int healer_parents_ensure_existing(const struct endpoint *e, const char **why);
+/* Who besides root and `trusted` could steer a name below the directories
+ * of a path: the owner of the deepest directory on it owned by anyone else. */
+struct healer_steerer {
+	bool found;
+	uid_t uid;
+	gid_t gid;
+};
+/* healer_parents_ensure, noting the steerer of the path on the way. */
+int healer_parents_steered(const struct endpoint *e, uid_t trusted, struct healer_steerer *steer,
+			   const char **why);
 /* A socket file some listener holds, by its (dev, ino). */
 struct healer_file {
 	uint64_t dev, ino;

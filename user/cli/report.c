@@ -24,7 +24,7 @@
 
 /* Where an endpoint outside the agent's own namespace runs: " (container
  * 3f2a1b9c8d7e podman, mnt:[4026532179])". */
-static void print_where(FILE *out, json_t *ep)
+static void print_where(FILE *out, const json_t *ep)
 {
 	json_t *c = json_object_get(ep, "container");
 	const char *unit = str_of(ep, "unit");
@@ -40,37 +40,34 @@ static void print_where(FILE *out, json_t *ep)
 	fprintf(out, "mnt:[%lld])", (long long)json_integer_value(json_object_get(ep, "mntns")));
 }
 
-/* ----- the model for a person ----- */
+/*
+ * ----- the model for a person -----
+ *
+ * A piece at a time, so that report_print() (the whole model) and
+ * report_write() (pieces made one after another) print the same.
+ */
 
-static void print_timeline(FILE *out, const json_t *timeline, bool with_incident)
+void print_timeline_entry(FILE *out, const json_t *x, bool with_incident)
 {
-	size_t i;
-	json_t *x;
+	json_t *inc = json_object_get(x, "incident");
 
-	json_array_foreach(timeline, i, x) {
-		json_t *inc = json_object_get(x, "incident");
-
-		fprintf(out, "  %+9.3fs  %s  ", json_real_value(json_object_get(x, "offset_s")),
-			str_of(x, "time"));
-		if (with_incident) {
-			if (json_is_integer(inc))
-				fprintf(out, "#%-2lld ", (long long)json_integer_value(inc));
-			else
-				fprintf(out, "    ");
-		}
-		fprintf(out, "%s\n", str_of(x, "text"));
+	fprintf(out, "  %+9.3fs  %s  ", json_real_value(json_object_get(x, "offset_s")),
+		str_of(x, "time"));
+	if (with_incident) {
+		if (json_is_integer(inc))
+			fprintf(out, "#%-2lld ", (long long)json_integer_value(inc));
+		else
+			fprintf(out, "    ");
 	}
+	fprintf(out, "%s\n", str_of(x, "text"));
 }
 
-static void print_agent(FILE *out, const json_t *agent)
+/* The agent's runs, after its timeline, and the blank line ending its section. */
+void print_runs(FILE *out, const json_t *agent)
 {
 	json_t *runs = json_object_get(agent, "runs"), *r;
 	size_t i;
 
-	if (!json_array_size(json_object_get(agent, "timeline")))
-		return;
-	fprintf(out, "agent\n");
-	print_timeline(out, json_object_get(agent, "timeline"), false);
 	json_array_foreach(runs, i, r) {
 		struct text t = { .n = 0 };
 		const char *end = str_of(r, "end");
@@ -136,21 +133,25 @@ static void print_incident_details(FILE *out, const json_t *x)
 		fprintf(out, "      note: %s\n", json_string_value(v));
 }
 
-void report_print(FILE *out, const json_t *model)
+void print_incident(FILE *out, const json_t *x)
 {
-	json_t *eps = json_object_get(model, "endpoints"), *ep, *hosts, *v;
+	fprintf(out, "  incident #%lld %s: %s\n",
+		(long long)json_integer_value(json_object_get(x, "id")), str_of(x, "status"),
+		str_of(x, "summary"));
+	print_incident_details(out, x);
+}
+
+/* The journal's header: where from, how much, how many endpoints. */
+void print_head(FILE *out, const json_t *model)
+{
 	json_int_t skipped = json_integer_value(json_object_get(model, "skipped_lines"));
+	json_int_t n_ep = json_integer_value(json_object_get(model, "endpoints_total"));
 	json_int_t n_inc = json_integer_value(json_object_get(model, "incidents_total"));
 	json_int_t n_open = json_integer_value(json_object_get(model, "incidents_open"));
-	size_t i, k;
-	bool multi_host;
+	json_t *hosts = json_object_get(model, "hosts"), *v;
+	bool multi_host = json_array_size(hosts) > 1;
+	size_t i;
 
-	if (json_integer_value(json_object_get(model, "events")) == 0) {
-		fprintf(out, "no events\n");
-		return;
-	}
-	hosts = json_object_get(model, "hosts");
-	multi_host = json_array_size(hosts) > 1;
 	fprintf(out, "%s: %lld events from %s to %s", str_of(model, "source"),
 		(long long)json_integer_value(json_object_get(model, "events")),
 		str_of(model, "first_time"), str_of(model, "last_time"));
@@ -159,33 +160,147 @@ void report_print(FILE *out, const json_t *model)
 			json_string_value(v));
 	if (skipped)
 		fprintf(out, " (%lld line%s skipped)", (long long)skipped, skipped == 1 ? "" : "s");
-	fprintf(out, "\n%zu endpoint%s, %lld incident%s, %lld still open\n\n",
-		json_array_size(eps), json_array_size(eps) == 1 ? "" : "s", (long long)n_inc,
-		n_inc == 1 ? "" : "s", (long long)n_open);
-	print_agent(out, json_object_get(model, "agent"));
-	json_array_foreach(eps, i, ep) {
-		json_t *incs = json_object_get(ep, "incidents"), *x;
-		json_int_t total = json_integer_value(json_object_get(ep, "incidents_total"));
+	fprintf(out, "\n%lld endpoint%s, %lld incident%s, %lld still open\n\n", (long long)n_ep,
+		n_ep == 1 ? "" : "s", (long long)n_inc, n_inc == 1 ? "" : "s", (long long)n_open);
+}
 
-		if (multi_host)
-			fprintf(out, "%s: ", str_of(ep, "host"));
-		fprintf(out, "%s", str_of(ep, "path"));
-		print_where(out, ep);
-		fprintf(out, ": %lld incident%s", (long long)total, total == 1 ? "" : "s");
+/* "/srv/app.sock: 2 incidents (healed, open), 9 events from ..."; statuses:
+ * the status of each incident, in order. */
+void print_endpoint_header(FILE *out, const json_t *ep, const json_t *statuses, bool multi_host)
+{
+	json_int_t total = json_integer_value(json_object_get(ep, "incidents_total"));
+	json_t *v;
+	size_t k;
+
+	if (multi_host)
+		fprintf(out, "%s: ", str_of(ep, "host"));
+	fprintf(out, "%s", str_of(ep, "path"));
+	print_where(out, ep);
+	fprintf(out, ": %lld incident%s", (long long)total, total == 1 ? "" : "s");
+	json_array_foreach(statuses, k, v)
+		fprintf(out, "%s%s", k ? ", " : " (", json_string_value(v));
+	fprintf(out, "%s, %lld events from %s\n", total ? ")" : "",
+		(long long)json_integer_value(json_object_get(ep, "events")),
+		str_of(ep, "first_time"));
+}
+
+void report_print(FILE *out, const json_t *model)
+{
+	json_t *eps = json_object_get(model, "endpoints"), *ep, *agent, *x;
+	bool multi_host = json_array_size(json_object_get(model, "hosts")) > 1;
+	size_t i, k;
+
+	if (json_integer_value(json_object_get(model, "events")) == 0) {
+		fprintf(out, "no events\n");
+		return;
+	}
+	print_head(out, model);
+	agent = json_object_get(model, "agent");
+	if (json_array_size(json_object_get(agent, "timeline"))) {
+		fprintf(out, "agent\n");
+		json_array_foreach(json_object_get(agent, "timeline"), i, x)
+			print_timeline_entry(out, x, false);
+		print_runs(out, agent);
+	}
+	json_array_foreach(eps, i, ep) {
+		json_t *incs = json_object_get(ep, "incidents"), *statuses = json_array();
+
 		json_array_foreach(incs, k, x)
-			fprintf(out, "%s%s", k ? ", " : " (", str_of(x, "status"));
-		fprintf(out, "%s, %lld events from %s\n", total ? ")" : "",
-			(long long)json_integer_value(json_object_get(ep, "events")),
-			str_of(ep, "first_time"));
-		print_timeline(out, json_object_get(ep, "timeline"), true);
-		json_array_foreach(incs, k, x) {
-			fprintf(out, "  incident #%lld %s: %s\n",
-				(long long)json_integer_value(json_object_get(x, "id")),
-				str_of(x, "status"), str_of(x, "summary"));
-			print_incident_details(out, x);
-		}
+			json_array_append(statuses, json_object_get(x, "status"));
+		print_endpoint_header(out, ep, statuses, multi_host);
+		json_decref(statuses);
+		json_array_foreach(json_object_get(ep, "timeline"), k, x)
+			print_timeline_entry(out, x, true);
+		json_array_foreach(incs, k, x)
+			print_incident(out, x);
 		fprintf(out, "\n");
 	}
+}
+
+/* A timeline for a person, each entry made from its line, printed and freed. */
+static bool write_timeline(FILE *out, struct builder *b, size_t begin, size_t end,
+			   const struct timepoint *origin, bool with_incident)
+{
+	for (size_t i = begin; i < end; i++) {
+		json_t *x = timeline_entry_at(b, i, origin);
+
+		if (!x)
+			return false;
+		print_timeline_entry(out, x, with_incident);
+		json_decref(x);
+	}
+	return true;
+}
+
+/* What report_print() prints of report_build()'s model, made a piece at a
+ * time: the journal's head, then each endpoint's head, timeline, incidents. */
+static int write_text(FILE *out, struct builder *b, const char *source)
+{
+	json_t *head = model_head(b, source);
+	bool multi_host = json_array_size(b->hosts) > 1, ok = head != NULL;
+
+	if (ok && b->j->n == 0)
+		fprintf(out, "no events\n");
+	else if (ok)
+		print_head(out, head);
+	if (ok && b->j->n && b->tl_agent_end) {
+		fprintf(out, "agent\n");
+		ok = write_timeline(out, b, 0, b->tl_agent_end, &b->first.at, false);
+		if (ok)
+			print_runs(out, json_object_get(head, "agent"));
+	}
+	json_decref(head);
+	for (size_t i = 0; ok && i < b->n_ep; i++) {
+		const struct endpoint_acc *ep = &b->ep[i];
+		json_t *x = endpoint_head(b, ep), *statuses = json_array();
+
+		for (size_t k = 0; k < ep->n_inc; k++)
+			json_array_append_new(statuses, json_string(incident_status(ep, k)));
+		ok = x && statuses;
+		if (ok)
+			print_endpoint_header(out, x, statuses, multi_host);
+		json_decref(statuses);
+		json_decref(x);
+		ok = ok && write_timeline(out, b, ep->tl_begin, ep->tl_end, &ep->first.at, true);
+		for (size_t k = 0; ok && k < ep->n_inc; k++) {
+			json_t *inc = incident_at(b, ep, k);
+
+			ok = inc != NULL;
+			if (ok)
+				print_incident(out, inc);
+			json_decref(inc);
+		}
+		if (ok)
+			fprintf(out, "\n");
+	}
+	if (b->io_errno)
+		return errno = b->io_errno, -1;
+	if (!ok || b->oom)
+		return errno = ENOMEM, -1;
+	return 0;
+}
+
+int report_write(FILE *out, struct report_journal *j, const char *source, bool json)
+{
+	struct builder b;
+	int rc;
+
+	if (!builder_init(&b, j))
+		return errno = ENOMEM, -1;
+	if (!builder_fold(&b)) {
+		rc = b.io_errno ? b.io_errno : ENOMEM;
+		builder_free(&b);
+		return errno = rc, -1;
+	}
+	rc = json ? model_write_json(out, &b, source) : write_text(out, &b, source);
+	if (rc) {
+		int err = errno;
+
+		builder_free(&b);
+		return errno = err, -1;
+	}
+	builder_free(&b);
+	return 0;
 }
 
 /* ----- the command ----- */
@@ -209,26 +324,18 @@ static int report_usage_error(const char *fmt, const char *arg)
 	return SW_EXIT_USAGE;
 }
 
-/* Reads f into j, naming each skipped line on stderr; false on a read error. */
-static bool read_journal(FILE *f, struct report_journal *j)
+/* The skipped lines, the first SKIPPED_SHOWN_MAX named, then their count. */
+static void tell_skipped(const struct report_journal *j)
 {
-	char *line = NULL;
-	size_t cap = 0, lineno = 0, shown = 0;
-	ssize_t len;
-
-	errno = 0;
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		const char *why;
-
-		lineno++;
-		if (len > 0 && line[len - 1] == '\n')
-			len--;
-		why = report_journal_add_line(j, line, (size_t)len, lineno);
-		if (why && shown++ < SKIPPED_SHOWN_MAX)
-			fprintf(stderr, "line %zu: %s, skipped\n", lineno, why);
-	}
-	free(line);
-	return !ferror(f);
+	for (size_t i = 0; i < j->n_listed && i < SKIPPED_SHOWN_MAX; i++)
+		fprintf(stderr, "line %zu: %s, skipped\n", j->listed[i].line, j->listed[i].why);
+	if (j->skipped > SKIPPED_SHOWN_MAX)
+		fprintf(stderr, "sockwarden report: skipped %zu of %zu lines (not events; "
+			"the first %d are named above)\n", j->skipped, j->lines,
+			SKIPPED_SHOWN_MAX);
+	else if (j->skipped)
+		fprintf(stderr, "sockwarden report: skipped %zu of %zu line%s (not events)\n",
+			j->skipped, j->lines, j->lines == 1 ? "" : "s");
 }
 
 int report_command(int argc, char **argv)
@@ -240,7 +347,6 @@ int report_command(int argc, char **argv)
 	};
 	const char *file = "-";
 	struct report_journal *j = NULL;
-	json_t *model = NULL;
 	FILE *f = NULL;
 	bool json = false;
 	int c, rc = SW_EXIT_OK;
@@ -279,31 +385,29 @@ int report_command(int argc, char **argv)
 		rc = SW_EXIT_ENV;
 		goto out;
 	}
-	if (!read_journal(f, j)) {
-		fprintf(stderr, "sockwarden report: cannot read %s: %s\n",
-			strcmp(file, "-") ? file : "stdin", strerror(errno ? errno : EIO));
+	if (!report_journal_read(j, f)) {
+		if (report_journal_errno(j))
+			fprintf(stderr, "sockwarden report: cannot spool %s to a temporary file: %s\n",
+				strcmp(file, "-") ? file : "stdin", strerror(report_journal_errno(j)));
+		else
+			fprintf(stderr, "sockwarden report: cannot read %s: %s\n",
+				strcmp(file, "-") ? file : "stdin", strerror(errno ? errno : EIO));
 		rc = SW_EXIT_ENV;
 		goto out;
 	}
-	if (j->skipped > SKIPPED_SHOWN_MAX)
-		fprintf(stderr, "sockwarden report: skipped %zu of %zu lines (not events; "
-			"the first %d are named above)\n", j->skipped, j->lines,
-			SKIPPED_SHOWN_MAX);
-	else if (j->skipped)
-		fprintf(stderr, "sockwarden report: skipped %zu of %zu line%s (not events)\n",
-			j->skipped, j->lines, j->lines == 1 ? "" : "s");
-	model = report_build(j, file);
-	if (!model) {
-		fprintf(stderr, "sockwarden report: out of memory\n");
+	tell_skipped(j);
+	if (report_write(stdout, j, file, json) != 0) {
+		if (errno == ESTALE)
+			fprintf(stderr, "sockwarden report: %s changed while it was read: a line "
+				"read before cannot be read again\n", file);
+		else if (errno == ENOMEM)
+			fprintf(stderr, "sockwarden report: out of memory\n");
+		else /* a line read again, or a temporary file written */
+			fprintf(stderr, "sockwarden report: cannot read %s again or write a "
+				"temporary file: %s\n", strcmp(file, "-") ? file : "stdin",
+				strerror(errno));
 		rc = SW_EXIT_ENV;
 		goto out;
-	}
-	if (json) {
-		json_dumpf(model, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
-			   JSON_REAL_PRECISION(15));
-		fputc('\n', stdout);
-	} else {
-		report_print(stdout, model);
 	}
 	if (fflush(stdout) != 0) {
 		fprintf(stderr, "sockwarden report: cannot write the report: %s\n",
@@ -311,7 +415,6 @@ int report_command(int argc, char **argv)
 		rc = SW_EXIT_ENV;
 	}
 out:
-	json_decref(model);
 	report_journal_free(j);
 	if (f && f != stdin)
 		fclose(f);

@@ -1,17 +1,25 @@
 /*
- * The journal of `sockwarden report`: each JSON Lines line parsed into an
- * event (or counted and listed as skipped), then the events sorted by boot and
+ * The journal of `sockwarden report`, the first pass: each JSON Lines line is
+ * parsed to know whether it is an event (else it is counted and listed as
+ * skipped) and where it sorts, then let go; the journal keeps an index entry
+ * per event (where its line is, its order key), 32 bytes, never the parsed
+ * line. The lines stay where they are (a regular file) or go to a spool (an
+ * unlinked temporary file: stdin, a pipe, lines given one by one), from which
+ * journal_event() reads each again by offset. The index is sorted by boot and
  * mono_ns, with the wall-clock offsets that order events across boots.
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "report_internal.h"
 #include "shared/clock.h"
@@ -20,16 +28,24 @@
 
 struct report_journal *report_journal_new(void)
 {
-	return calloc(1, sizeof(struct report_journal));
+	struct report_journal *j = calloc(1, sizeof(*j));
+
+	if (j && !(j->boot_offset = json_object())) {
+		free(j);
+		return NULL;
+	}
+	return j;
 }
 
 void report_journal_free(struct report_journal *j)
 {
 	if (!j)
 		return;
-	for (size_t i = 0; i < j->n; i++)
-		json_decref(j->ev[i].obj);
-	free(j->ev);
+	if (j->own_store && j->store)
+		fclose(j->store);
+	json_decref(j->boot_offset);
+	free(j->ix);
+	free(j->buf);
 	free(j);
 }
 
@@ -151,79 +167,309 @@ static void journal_skip(struct report_journal *j, size_t lineno, const char *wh
 		j->listed[j->n_listed++] = (struct skipped_line){ lineno, why };
 }
 
-const char *report_journal_add_line(struct report_journal *j, const char *line,
-				    size_t len, size_t lineno)
+/*
+ * Where e sorts: within a boot mono_ns is the truth (the wall clock may step);
+ * a boot is placed on the wall-clock axis by the offset between the two clocks
+ * in its first event in the journal. An event without mono_ns or boot_id is
+ * placed by its wall time.
+ */
+static int64_t order_of(struct report_journal *j, const struct jevent *e)
 {
-	struct jevent e = { .line = lineno };
+	json_t *off;
+
+	if (!e->at.boot_id || !e->at.has_mono)
+		return e->at.real_ns;
+	off = json_object_get(j->boot_offset, e->at.boot_id);
+	if (!off) {
+		off = json_integer(e->at.real_ns - (int64_t)e->at.mono_ns);
+		if (json_object_set_new(j->boot_offset, e->at.boot_id, off))
+			return e->at.real_ns; /* out of memory: wall time will do */
+	}
+	return (int64_t)e->at.mono_ns + json_integer_value(off);
+}
+
+/* Why a non-blank line cannot be an event, or NULL when e is filled in
+ * (e->obj is then the caller's to json_decref). */
+static const char *parse_line(const char *line, size_t len, size_t lineno, struct jevent *e)
+{
+	json_t *obj = json_loadb(line, len, 0, NULL);
 	const char *why;
-	json_t *obj;
+
+	*e = (struct jevent){ .line = lineno };
+	why = obj ? event_of(obj, e) : "not JSON";
+	if (why)
+		json_decref(obj);
+	return why;
+}
+
+static bool is_blank(const char *line, size_t len)
+{
 	size_t i;
 
-	if (lineno > j->lines)
-		j->lines = lineno;
 	for (i = 0; i < len && isspace((unsigned char)line[i]); i++)
 		;
-	if (i == len)
+	return i == len;
+}
+
+/* A line at off of the store: indexed when it is an event, else counted
+ * and listed. Returns the skip reason, NULL when indexed or blank. */
+static const char *journal_take(struct report_journal *j, const char *line, size_t len,
+				size_t lineno, uint64_t off, bool *indexed)
+{
+	struct jevent e;
+	const char *why;
+	int64_t order = 0;
+
+	*indexed = false;
+	if (lineno > j->lines)
+		j->lines = lineno;
+	if (is_blank(line, len))
 		return NULL; /* a blank line says nothing and breaks nothing */
-	obj = json_loadb(line, len, 0, NULL);
-	why = obj ? event_of(obj, &e) : "not JSON";
+	if (len > UINT32_MAX)
+		why = "longer than 4 GiB";
+	else if (lineno > UINT32_MAX)
+		why = "past line 4294967295";
+	else
+		why = parse_line(line, len, lineno, &e);
+	if (!why) {
+		order = order_of(j, &e);
+		json_decref(e.obj); /* the second pass parses it again */
+	}
 	if (!why && j->n == j->cap) {
-		size_t cap = j->cap ? j->cap * 2 : 256;
-		struct jevent *v = realloc(j->ev, cap * sizeof(*v));
+		size_t cap = j->cap ? j->cap * 2 : 1024;
+		struct jindex *v = realloc(j->ix, cap * sizeof(*v));
 
 		if (v) {
-			j->ev = v;
+			j->ix = v;
 			j->cap = cap;
 		} else {
 			why = "out of memory";
 		}
 	}
 	if (why) {
-		json_decref(obj);
 		journal_skip(j, lineno, why);
 		return why;
 	}
-	j->ev[j->n++] = e;
+	j->ix[j->n++] = (struct jindex){ .order_ns = order, .off = off, .len = (uint32_t)len,
+					 .line = (uint32_t)lineno };
+	*indexed = true;
 	return NULL;
 }
 
-static int cmp_order(const void *x, const void *y)
+/*
+ * A spool: an unlinked temporary file in $TMPDIR (else /tmp), gone when it is
+ * closed or the process ends. tmpfile() would ignore TMPDIR, and a journal
+ * piped in may be bigger than a small /tmp.
+ */
+FILE *spool_open(void)
 {
-	const struct jevent *a = x, *b = y;
+	const char *dir = getenv("TMPDIR");
+	char *name = NULL;
+	FILE *f;
+	int fd;
 
+	if (!dir || !*dir)
+		dir = "/tmp";
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && asprintf(&name, "%s/sockwarden-report.XXXXXX", dir) >= 0) {
+		fd = mkostemp(name, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(name);
+		free(name);
+	}
+	if (fd < 0)
+		return NULL;
+	if (!(f = fdopen(fd, "w+")))
+		close(fd);
+	return f;
+}
+
+const char *report_journal_add_line(struct report_journal *j, const char *line,
+				    size_t len, size_t lineno)
+{
+	const char *why;
+	bool indexed;
+
+	why = journal_take(j, line, len, lineno, j->store_end, &indexed);
+	if (!indexed)
+		return why;
+	if (!j->store && !j->store_errno) { /* at the first event */
+		errno = 0;
+		j->store = spool_open();
+		j->own_store = j->store != NULL;
+		if (!j->store)
+			j->store_errno = errno ? errno : EIO;
+	}
+	/* only events are spooled: the second pass reads nothing else */
+	if (!j->store || fwrite(line, 1, len, j->store) != len || fputc('\n', j->store) == EOF) {
+		if (!j->store_errno)
+			j->store_errno = errno ? errno : EIO;
+		j->n--;
+		journal_skip(j, lineno, "not stored (cannot write the temporary file)");
+		return "not stored (cannot write the temporary file)";
+	}
+	j->store_end += (uint64_t)len + 1;
+	return NULL;
+}
+
+/*
+ * A regular file is its own store: its lines are indexed where they are, and
+ * the second pass reads them there (lines appended meanwhile are not read). A
+ * pipe, a terminal or a socket is read once: its event lines are spooled.
+ */
+bool report_journal_read(struct report_journal *j, FILE *f)
+{
+	struct stat st;
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	off_t pos = -1;
+	bool direct, indexed;
+
+	if (j->store || j->n)
+		return errno = EINVAL, false; /* one source per journal */
+	direct = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (pos = ftello(f)) >= 0;
+	if (direct)
+		j->store = f;
+	errno = 0;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		size_t n = (size_t)len;
+
+		lineno++;
+		if (n > 0 && line[n - 1] == '\n')
+			n--;
+		if (direct) {
+			journal_take(j, line, n, lineno, (uint64_t)pos, &indexed);
+			pos += len;
+		} else {
+			report_journal_add_line(j, line, n, lineno);
+			if (j->store_errno)
+				break;
+		}
+	}
+	free(line);
+	if (j->store_errno)
+		return errno = j->store_errno, false;
+	if (ferror(f))
+		return false;
+	if (j->own_store && fflush(j->store) != 0)
+		return false;
+	return true;
+}
+
+int report_journal_errno(const struct report_journal *j)
+{
+	return j->store_errno;
+}
+
+size_t report_journal_events(const struct report_journal *j)
+{
+	return j->n;
+}
+
+static int cmp_order(const struct jindex *a, const struct jindex *b)
+{
 	if (a->order_ns != b->order_ns)
 		return a->order_ns < b->order_ns ? -1 : 1;
 	return a->line < b->line ? -1 : a->line > b->line;
 }
 
-/*
- * Sorts by (boot, mono_ns): within a boot mono_ns is the truth (the wall clock
- * may step); boots are placed on the wall-clock axis by the offset between the
- * two clocks in that boot's first event. An event without mono_ns or boot_id
- * is placed by its wall time. Equal instants keep the journal's order.
- */
+static int cmp_group(const struct jindex *a, const struct jindex *b)
+{
+	if (a->ep != b->ep)
+		return a->ep < b->ep ? -1 : 1;
+	return cmp_order(a, b);
+}
+
+static void sift_down(struct jindex *v, size_t root, size_t n,
+		      int (*cmp)(const struct jindex *, const struct jindex *))
+{
+	for (size_t child; (child = 2 * root + 1) < n; root = child) {
+		struct jindex t;
+
+		if (child + 1 < n && cmp(&v[child], &v[child + 1]) < 0)
+			child++;
+		if (cmp(&v[root], &v[child]) >= 0)
+			return;
+		t = v[root];
+		v[root] = v[child];
+		v[child] = t;
+	}
+}
+
+/* A heapsort: in place, where glibc's qsort() takes a copy of the array (as
+ * big as the index itself) for its merge sort. Both orders are total (the
+ * line number breaks every tie), so stability does not matter. */
+static void index_sort(struct jindex *v, size_t n,
+		       int (*cmp)(const struct jindex *, const struct jindex *))
+{
+	for (size_t i = n / 2; i-- > 0;)
+		sift_down(v, i, n, cmp);
+	for (size_t end = n; end-- > 1;) {
+		struct jindex t = v[0];
+
+		v[0] = v[end];
+		v[end] = t;
+		sift_down(v, 0, end, cmp);
+	}
+}
+
+/* Sorts the index by (boot, mono_ns) (order_of()); equal instants keep the
+ * journal's order. */
 void journal_sort(struct report_journal *j)
 {
-	json_t *offsets = json_object();
+	index_sort(j->ix, j->n, cmp_order);
+}
 
-	for (size_t i = 0; i < j->n; i++) {
-		struct jevent *e = &j->ev[i];
-		json_t *off;
+/* Once the second pass has said whose each event is: the agent's events
+ * first, then each endpoint's, each in order, so a timeline is a range. */
+void journal_group(struct report_journal *j)
+{
+	index_sort(j->ix, j->n, cmp_group);
+}
 
-		e->order_ns = e->at.real_ns;
-		if (!e->at.boot_id || !e->at.has_mono)
-			continue;
-		off = json_object_get(offsets, e->at.boot_id);
-		if (!off) {
-			off = json_integer(e->at.real_ns - (int64_t)e->at.mono_ns);
-			if (json_object_set_new(offsets, e->at.boot_id, off))
-				continue; /* out of memory: wall time will do */
-		}
-		e->order_ns = (int64_t)e->at.mono_ns + json_integer_value(off);
+/*
+ * Reads x's line again and parses it into e; false (errno set) when it cannot
+ * be read or is no longer the event it was (the file was truncated or
+ * rewritten between the passes). e->obj is the caller's to json_decref.
+ */
+bool journal_event(struct report_journal *j, const struct jindex *x, struct jevent *e)
+{
+	if ((j->own_store && fflush(j->store) != 0) ||
+	    !store_read(j->store, x->off, x->len, &j->buf, &j->buf_cap))
+		return false;
+	if (parse_line(j->buf, x->len, x->line, e))
+		return errno = ESTALE, false;
+	return true;
+}
+
+/* len bytes at off of f's file (what was written through f is flushed
+ * first by the caller) into *buf, NUL-terminated; false (errno; ESTALE: the
+ * file is shorter now) when they cannot be read. */
+bool store_read(FILE *f, uint64_t off, size_t len, char **buf, size_t *cap)
+{
+	size_t got = 0;
+
+	if (len + 1 > *cap) {
+		size_t ncap = len + 1 < 4096 ? 4096 : len + 1;
+		char *nb = realloc(*buf, ncap);
+
+		if (!nb)
+			return errno = ENOMEM, false;
+		*buf = nb;
+		*cap = ncap;
 	}
-	if (j->n > 1)
-		qsort(j->ev, j->n, sizeof(*j->ev), cmp_order);
-	json_decref(offsets);
+	while (got < len) {
+		ssize_t k = pread(fileno(f), *buf + got, len - got, (off_t)(off + got));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return errno = k < 0 ? errno : ESTALE, false;
+		got += (size_t)k;
+	}
+	(*buf)[len] = 0;
+	return true;
 }
 
 /* Seconds from a to b, by mono_ns when both are of one boot. */

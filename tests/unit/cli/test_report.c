@@ -1,6 +1,9 @@
 /*
  * Unit tests for user/cli/report.c: the model `sockwarden report` builds from an
- * event journal, and its rendering for a person.
+ * event journal, and its rendering for a person; and how it streams: the
+ * index sorted in place, stdin spooled, closed incidents spooled and read back,
+ * report_write() writing what the whole model would. (That memory stays flat
+ * on 200,000 events is tests/report/memory_check.py, run by `make unit-test`.)
  *
  * The journals are literal JSON lines as the agent writes them (docs/events.md),
  * so each test reads like the incident it describes. Times are chosen so that
@@ -10,10 +13,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "cli/report.h"
@@ -533,6 +538,231 @@ static void test_multiple_hosts_kept_apart(void **state)
 	json_decref(m);
 }
 
+/* ----- streaming: the index, the spools, report_write() ----- */
+
+/* What report_write() writes of j. */
+static char *write_report(struct report_journal *j, const char *source, bool json)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	assert_non_null(f);
+	assert_int_equal(report_write(f, j, source, json), 0);
+	fclose(f);
+	return buf;
+}
+
+static struct report_journal *journal_of(const char *const *lines, size_t n)
+{
+	struct report_journal *j = report_journal_new();
+
+	assert_non_null(j);
+	for (size_t i = 0; i < n; i++)
+		report_journal_add_line(j, lines[i], strlen(lines[i]), i + 1);
+	return j;
+}
+
+/* A journal with a bit of everything: a healed incident, a flapping path
+ * whose second loss stays open, a reboot that interrupts one. */
+static const char *const mixed_journal[] = {
+	AT("00.000000000", 1000000000) "\"event\":\"agent_started\",\"mode\":\"tracepoint\","
+		"\"pid\":77}",
+	AT("10.000000000", 11000000000) "\"event\":\"socket_unlinked\"," PATH
+		",\"actor\":" RM ",\"owner\":" SRV ",\"via\":\"unlink\"}",
+	AT("10.001000000", 11001000000) "\"event\":\"connect_failing\"," PATH
+		",\"errno\":\"ENOENT\",\"client\":" CLI "}",
+	AT("10.020000000", 11020000000) "\"event\":\"rebind_succeeded\"," PATH
+		",\"how\":\"link\",\"heal_ms\":20.25}",
+	AT("10.030000000", 11030000000) "\"event\":\"connect_recovered\"," PATH
+		",\"errno\":\"ENOENT\",\"total_failures\":3,\"how\":\"link\"}",
+	AT("11.000000000", 12000000000) "\"event\":\"socket_unlinked\"," PATH
+		",\"actor\":" RM ",\"via\":\"unlink\"}",
+	AT("11.000100000", 12000100000) "\"event\":\"rebind_suppressed\"," PATH
+		",\"rebinds\":5,\"window_s\":60,\"actor\":" RM "}",
+	AT("12.000000000", 13000000000) "\"event\":\"stale_socket\","
+		"\"path\":\"/run/other.sock\",\"last_owner\":" SRV "}",
+	"{\"time\":\"2026-11-23T14:05:00Z\",\"mono_ns\":5000000000," BOOT_B
+	",\"host\":\"node1\",\"event\":\"agent_started\",\"pid\":6}",
+	"{\"time\":\"2026-11-23T14:05:01Z\",\"mono_ns\":6000000000," BOOT_B
+	",\"host\":\"node1\",\"event\":\"connect_failing\"," PATH
+	",\"errno\":\"ENOENT\",\"client\":" CLI "}",
+};
+
+/* report_write() writes what report_build() and report_print() or
+ * json_dumpf() make, byte for byte, and a journal can be built twice. */
+static void test_write_matches_build(void **state)
+{
+	size_t n = sizeof(mixed_journal) / sizeof(mixed_journal[0]);
+	struct report_journal *j = journal_of(mixed_journal, n);
+	json_t *m = report_build(j, "mixed.jsonl"), *again;
+	char *dump, *text = render(m), *w_json, *w_text;
+
+	assert_non_null(m);
+	dump = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+	w_json = write_report(j, "mixed.jsonl", true);
+	w_text = write_report(j, "mixed.jsonl", false);
+	assert_int_equal(strlen(w_json), strlen(dump) + 1);
+	assert_memory_equal(w_json, dump, strlen(dump));
+	assert_int_equal(w_json[strlen(dump)], '\n');
+	assert_string_equal(w_text, text);
+	/* what the model says: one healed, one open, one interrupted */
+	assert_string_equal(gstr(m, "endpoints.0.incidents.0.status"), "healed");
+	assert_string_equal(gstr(m, "endpoints.0.incidents.1.status"), "interrupted");
+	assert_string_equal(gstr(m, "endpoints.0.incidents.2.status"), "open");
+	assert_string_equal(gstr(m, "endpoints.1.incidents.0.status"), "interrupted");
+	assert_int_equal(gint(m, "incidents_open"), 1);
+	assert_contains(w_text, "/run/app/app.sock: 3 incidents (healed, interrupted, open)");
+	again = report_build(j, "mixed.jsonl");
+	assert_true(json_equal(m, again));
+	free(dump);
+	free(text);
+	free(w_json);
+	free(w_text);
+	json_decref(again);
+	json_decref(m);
+	report_journal_free(j);
+}
+
+/* The index sorts by mono_ns in place; equal instants keep the journal's
+ * order, wherever the sort moves them. */
+static void test_index_sort_keeps_ties(void **state)
+{
+	enum { N = 3000 };
+	struct report_journal *j = report_journal_new();
+	json_t *m;
+
+	for (size_t i = 0; i < N; i++) {
+		char line[256];
+		/* two lines an instant, the instants backwards */
+		unsigned long long mono = 1000000000ULL + (N / 2 - i / 2) * 1000ULL;
+		int k = snprintf(line, sizeof(line), "{\"time\":\"2026-11-23T14:00:00Z\","
+				 "\"mono_ns\":%llu," BOOT_A ",\"event\":\"rebind_started\"," PATH
+				 ",\"how\":\"link\"}", mono);
+
+		assert_null(report_journal_add_line(j, line, (size_t)k, i + 1));
+	}
+	assert_int_equal(report_journal_events(j), N);
+	m = report_build(j, "-");
+	assert_int_equal(json_array_size(get(m, "endpoints.0.timeline")), N);
+	for (size_t k = 0; k < N; k++) {
+		size_t pair = N / 2 - 1 - k / 2; /* the last pair first */
+		char key[64];
+
+		snprintf(key, sizeof(key), "endpoints.0.timeline.%zu.line", k);
+		assert_int_equal(gint(m, key), 2 * pair + 1 + k % 2);
+	}
+	json_decref(m);
+	report_journal_free(j);
+}
+
+/* A FILE that is not a regular file (stdin, a pipe) is spooled; a regular
+ * file is read where it is. Both make the model literal lines make. */
+static void test_read_pipe_and_file(void **state)
+{
+	size_t n = sizeof(mixed_journal) / sizeof(mixed_journal[0]);
+	struct report_journal *lines = journal_of(mixed_journal, n), *piped, *filed;
+	json_t *want = report_build(lines, "x"), *got;
+	int fds[2];
+	FILE *r, *w, *f;
+
+	/* a pipe holds this journal whole: write it, then read it */
+	assert_int_equal(pipe(fds), 0);
+	w = fdopen(fds[1], "w");
+	r = fdopen(fds[0], "r");
+	f = tmpfile();
+	assert_non_null(w);
+	assert_non_null(r);
+	assert_non_null(f);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(w, "%s\n", mixed_journal[i]);
+		fprintf(f, "%s\n", mixed_journal[i]);
+	}
+	fclose(w);
+	rewind(f);
+
+	piped = report_journal_new();
+	assert_true(report_journal_read(piped, r));
+	assert_int_equal(report_journal_errno(piped), 0);
+	fclose(r); /* the spool holds the lines now */
+	got = report_build(piped, "x");
+	assert_true(json_equal(want, got));
+	json_decref(got);
+
+	filed = report_journal_new();
+	assert_true(report_journal_read(filed, f));
+	got = report_build(filed, "x");
+	assert_true(json_equal(want, got));
+	json_decref(got);
+
+	/* the file is read again by offset: cut short, it says so */
+	assert_int_equal(ftruncate(fileno(f), 100), 0);
+	assert_null(report_build(filed, "x"));
+	{
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *out = open_memstream(&buf, &len);
+
+		errno = 0;
+		assert_int_equal(report_write(out, filed, "x", true), -1);
+		assert_int_equal(errno, ESTALE);
+		fclose(out);
+		free(buf);
+	}
+	fclose(f);
+	json_decref(want);
+	report_journal_free(lines);
+	report_journal_free(piped);
+	report_journal_free(filed);
+}
+
+/* Closed incidents go to the incident spool and come back as they were:
+ * many of them on one endpoint, the open one last. */
+static void test_many_incidents_spooled(void **state)
+{
+	enum { N = 600 };
+	static const char last[] = AT("59.000000000", 99000000000)
+		"\"event\":\"socket_unlinked\"," PATH ",\"via\":\"scan\"}";
+	struct report_journal *j = report_journal_new();
+	json_t *m;
+	char *text;
+
+	for (size_t i = 0; i < N; i++) {
+		char line[512];
+		unsigned long long mono = 1000000000ULL + i * 1000000ULL;
+		const char *ev = i % 2 ? "\"event\":\"rebind_succeeded\",\"how\":\"link\","
+					 "\"heal_ms\":0.5" :
+					 "\"event\":\"socket_unlinked\",\"via\":\"unlink\","
+					 "\"actor\":" RM;
+		int k = snprintf(line, sizeof(line), "{\"time\":\"2026-11-23T14:00:%02zu.%09lluZ\","
+				 "\"mono_ns\":%llu," BOOT_A ",\"host\":\"node1\"," PATH ",%s}", i / 100,
+				 (i % 100) * 1000000ULL, mono, ev);
+
+		assert_null(report_journal_add_line(j, line, (size_t)k, i + 1));
+	}
+	/* the last loss is not healed */
+	assert_null(report_journal_add_line(j, last, strlen(last), N + 1));
+	m = report_build(j, "-");
+	assert_int_equal(gint(m, "endpoints.0.incidents_total"), N / 2 + 1);
+	assert_int_equal(gint(m, "incidents_open"), 1);
+	assert_int_equal(gint(m, "endpoints.0.incidents.0.id"), 1);
+	assert_string_equal(gstr(m, "endpoints.0.incidents.0.status"), "healed");
+	assert_float_equal(gnum(m, "endpoints.0.incidents.0.heal.heal_ms"), 0.5, 1e-12);
+	assert_float_equal(gnum(m, "endpoints.0.incidents.0.outage_s"), 0.001, 1e-12);
+	assert_int_equal(gint(m, "endpoints.0.incidents.299.id"), 300);
+	assert_string_equal(gstr(m, "endpoints.0.incidents.299.status"), "healed");
+	assert_string_equal(gstr(m, "endpoints.0.incidents.299.actor.comm"), "rm");
+	assert_string_equal(gstr(m, "endpoints.0.incidents.300.status"), "open");
+	assert_int_equal(gint(m, "endpoints.0.timeline.600.incident"), 301);
+	text = write_report(j, "-", false);
+	assert_contains(text, ": 301 incidents (healed, healed, ");
+	assert_contains(text, "healed, open), 601 events from");
+	assert_contains(text, "  incident #300 healed: outage 0.001 s");
+	free(text);
+	json_decref(m);
+	report_journal_free(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -550,6 +780,10 @@ int main(void)
 		cmocka_unit_test(test_reboot_interrupts),
 		cmocka_unit_test(test_recovery_without_start),
 		cmocka_unit_test(test_multiple_hosts_kept_apart),
+		cmocka_unit_test(test_write_matches_build),
+		cmocka_unit_test(test_index_sort_keeps_ties),
+		cmocka_unit_test(test_read_pipe_and_file),
+		cmocka_unit_test(test_many_incidents_spooled),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
