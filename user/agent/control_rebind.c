@@ -81,13 +81,12 @@ static void rebind_failed_as(struct registration *r, const char *reason, bool re
 {
 	struct control *c = r->peer->ctl;
 	json_t *ev = ctl_event(c, "rebind_failed", "error", r->e);
-	uint64_t wait = retry ? healer_retry_later(r->e, clock_mono_ns()) : 0;
 
 	json_object_set_new(ev, "how", json_string(heal_name(r->heal)));
 	json_object_set_new(ev, "reason", json_string(reason));
 	json_object_set_new(ev, "seq", json_integer(r->inflight_seq));
-	if (wait)
-		json_object_set_new(ev, "retry_in_ms", json_integer((json_int_t)(wait / NSEC_PER_MSEC)));
+	if (retry)
+		healer_retry_later(r->e, ev);
 	set_peer_owner(ev, r->peer);
 	r->e->recovered_how = NULL;
 	rebind_discard(r);

@@ -366,20 +366,20 @@ int healer_parents_steered(const struct endpoint *e, uid_t trusted, struct heale
 #define HEAL_RETRY_FIRST_NS (10 * NSEC_PER_MSEC)
 #define HEAL_RETRY_MAX_NS (60 * NSEC_PER_SEC)
 
-uint64_t healer_retry_later(struct endpoint *e, uint64_t now_ns)
+void healer_retry_later(struct endpoint *e, json_t *ev)
 {
 	uint64_t wait = HEAL_RETRY_FIRST_NS;
 
 	if (!e->lost)
-		return 0;
+		return;
 	for (unsigned i = 0; i < e->heal_retries && wait < HEAL_RETRY_MAX_NS; i++)
 		wait *= 2;
 	if (wait > HEAL_RETRY_MAX_NS)
 		wait = HEAL_RETRY_MAX_NS;
 	e->heal_retries++;
 	e->heal_pending = true;
-	e->heal_at_ns = now_ns + wait;
-	return wait;
+	e->heal_at_ns = clock_mono_ns() + wait;
+	json_object_set_new(ev, "retry_in_ms", json_integer((json_int_t)(wait / NSEC_PER_MSEC)));
 }
 
 void healer_retries_reset(struct endpoint *e)
@@ -391,14 +391,13 @@ static void heal_failed_as(struct healer *h, struct endpoint *e, const char *how
 			   const char *reason, int err, bool retry)
 {
 	json_t *ev = heal_event(h, "rebind_failed", "error", e);
-	uint64_t wait = retry ? healer_retry_later(e, clock_mono_ns()) : 0;
 
 	json_object_set_new(ev, "how", json_string(how));
 	json_object_set_new(ev, "reason", json_string(reason));
 	if (err)
 		json_object_set_new(ev, "error", json_string(strerror(err)));
-	if (wait)
-		json_object_set_new(ev, "retry_in_ms", json_integer((json_int_t)(wait / NSEC_PER_MSEC)));
+	if (retry)
+		healer_retry_later(e, ev);
 	set_owner(ev, e);
 	h->heals_failed++;
 	h->emit(h->emit_ctx, ev);

@@ -59,9 +59,10 @@ void healer_redirect_disarm(struct healer *h, struct endpoint *e);
 void healer_redirect_set_lost(struct healer *h, struct endpoint *e, bool lost);
 /* A heal that failed for a reason that can pass (a directory on the way
  * swapped for a link a moment, a refused mkdir or bind) is tried again, later
- * each time: 10 ms after the first failure, doubling up to a minute. Returns
- * the wait, for the event; 0 when the path is not lost any more. */
-uint64_t healer_retry_later(struct endpoint *e, uint64_t now_ns);
+ * each time: 10 ms after the first failure, doubling up to a minute. Its
+ * rebind_failed event ev says when (retry_in_ms); nothing when the path is
+ * not lost any more. */
+void healer_retry_later(struct endpoint *e, json_t *ev);
 /* The path is back: the next failure starts the back-off afresh. */
 void healer_retries_reset(struct endpoint *e);
 /* A loss was confirmed (socket_unlinked was reported). */
