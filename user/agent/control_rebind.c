@@ -77,7 +77,7 @@ static void rebind_discard(struct registration *r)
 	r->inflight = false;
 }
 
-static void rebind_failed_as(struct registration *r, const char *reason, bool retry)
+static void rebind_failed_as(struct registration *r, const char *reason, int err, bool retry)
 {
 	struct control *c = r->peer->ctl;
 	json_t *ev = ctl_event(c, "rebind_failed", "error", r->e);
@@ -85,6 +85,8 @@ static void rebind_failed_as(struct registration *r, const char *reason, bool re
 	json_object_set_new(ev, "how", json_string(heal_name(r->heal)));
 	json_object_set_new(ev, "reason", json_string(reason));
 	json_object_set_new(ev, "seq", json_integer(r->inflight_seq));
+	if (err)
+		json_object_set_new(ev, "error", json_string(strerror(err)));
 	if (retry)
 		healer_retry_later(r->e, ev);
 	set_peer_owner(ev, r->peer);
@@ -96,7 +98,7 @@ static void rebind_failed_as(struct registration *r, const char *reason, bool re
 
 void rebind_failed(struct registration *r, const char *reason)
 {
-	rebind_failed_as(r, reason, false);
+	rebind_failed_as(r, reason, 0, false);
 }
 
 /* True if the walk from "/" without symlinks still reaches the directory pfd. */
@@ -139,6 +141,23 @@ static void settle_file(const struct endpoint *e, int pfd, const struct stat *bo
 	close(f);
 }
 
+/* Removes the file the agent's still open socket `own` is bound to, if the
+ * walk without symlinks reaches it at the path: the inode is the socket's
+ * own for as long as the agent holds it, so nothing else is ever removed. */
+static void discard_own_file(const struct endpoint *e, const struct unix_listener *own)
+{
+	const char *why = NULL;
+	int dfd = healer_parents_ensure_existing(e, &why);
+	struct stat st;
+
+	if (dfd < 0)
+		return;
+	if (fstatat(dfd, path_basename(e->path), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISSOCK(st.st_mode) && st.st_ino == own->vfs_ino && st.st_dev == own->vfs_dev)
+		unlinkat(dfd, path_basename(e->path), 0);
+	close(dfd);
+}
+
 /*
  * Binds a socket at the path with its mode, as the server's uid and gid, or
  * as the user who owns a directory on the path (healer_parents_steered) when
@@ -158,6 +177,7 @@ static int bind_as(const struct registration *r, int pfd, const struct healer_st
 	uid_t uid = steer->found ? steer->uid : r->peer->owner.uid;
 	gid_t gid = steer->found ? steer->gid : r->peer->owner.gid;
 	struct unix_listener l;
+	bool known;
 	int fd, rc = 0;
 
 	memset(bound, 0, sizeof(*bound));
@@ -190,8 +210,15 @@ static int bind_as(const struct registration *r, int pfd, const struct healer_st
 	 * walked without following symlinks, or a parent was swapped for a link
 	 * meanwhile, and nothing below may touch that file */
 	rc = fstatat(pfd, base, bound, AT_SYMLINK_NOFOLLOW) != 0 ? -errno : 0;
-	if (rc || discovery_get(socket_inode_of_fd(fd), &l) != 0 || l.vfs_ino != bound->st_ino ||
-	    l.vfs_dev != bound->st_dev) {
+	known = discovery_get(socket_inode_of_fd(fd), &l) == 0;
+	if (rc || !known || l.vfs_ino != bound->st_ino || l.vfs_dev != bound->st_dev) {
+		/* The bind landed elsewhere than the walked directory: the
+		 * directory was renamed away and another took its name in
+		 * between. Where the walk reaches the agent's file now, it is
+		 * removed before its socket closes: left there, it would hold
+		 * the path with a socket nobody serves. */
+		if (known)
+			discard_own_file(e, &l);
 		close(fd);
 		/* Or the new file was removed again at once (a cleanup loop): the
 		 * walk still reaches the same directory, no symlink on the way. */
@@ -235,7 +262,7 @@ bool control_rebind(struct control *c, struct endpoint *e)
 		if (pfd < 0) {
 			/* a directory on the way swapped for a link, a refused
 			 * mkdir: what the walk met may pass */
-			rebind_failed_as(r, why, true);
+			rebind_failed_as(r, why, -pfd, true);
 			return true;
 		}
 		fd = bind_as(r, pfd, &steer, e->l.type ? e->l.type : SOCK_STREAM, &st, &why);
@@ -243,7 +270,7 @@ bool control_rebind(struct control *c, struct endpoint *e)
 		if (fd < 0) {
 			/* a parent swapped between the walk and the bind, a
 			 * bind refused: tried again, later each time */
-			rebind_failed_as(r, why, fd != -ENOENT && fd != -EADDRINUSE);
+			rebind_failed_as(r, why, fd == -ELOOP ? 0 : -fd, fd != -ENOENT && fd != -EADDRINUSE);
 			/* Removed again right after the bind (a cleanup loop faster
 			 * than the heal): a new loss, by someone unknown. It is
 			 * healed again after the grace; the caller counts this try

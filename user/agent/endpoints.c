@@ -528,7 +528,10 @@ void ep_record_dirs(struct endpoint *e)
 
 		if (!gen || d->look_gen != gen) {
 			d->look_gen = gen;
-			d->look_ok = ns_stat(ep_root(e), d->path, &st) == 0 &&
+			/* never through a link: what is recorded is what the
+			 * heal's walk, which follows none, will meet (and what a
+			 * missing directory is re-made as) */
+			d->look_ok = ns_lstat(ep_root(e), d->path, &st) == 0 &&
 				     S_ISDIR(st.st_mode);
 			if (d->look_ok)
 				d->look = (struct ep_dir){ .dev = st.st_dev, .ino = st.st_ino,

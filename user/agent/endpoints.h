@@ -163,6 +163,9 @@ struct endpoint {
 	bool heal_pending;
 	uint64_t heal_at_ns;
 	unsigned heal_retries; /* failed tries since the last heal (healer_retry_later) */
+	/* left lost because another socket took the path: the next scan takes
+	 * the path back if nobody listens there (healer_on_rebinder_gone) */
+	bool awaits_rebinder;
 	/* the redirect (redirect.h): armed with the guard's path while a guard
 	 * is in place; the count it had when the path was last lost */
 	bool redirect_armed;

@@ -208,6 +208,22 @@ static void skip(struct healer *h, struct endpoint *e, const char *reason)
 	h->emit(h->emit_ctx, ev);
 }
 
+/* Another socket took the path: it is theirs while they serve it. */
+static void skip_for_rebinder(struct healer *h, struct endpoint *e)
+{
+	skip(h, e, "rebound");
+	e->awaits_rebinder = true;
+}
+
+void healer_on_rebinder_gone(struct healer *h, struct endpoint *e)
+{
+	if (!e->awaits_rebinder || !e->lost || e->heal_pending)
+		return;
+	e->awaits_rebinder = false;
+	log_debug("%s: nobody serves the socket that took it; healing again", e->path);
+	healer_on_lost(h, e);
+}
+
 static bool actor_is_owner_program(const struct endpoint *e, bool *same_process)
 {
 	struct owner actor;
@@ -241,6 +257,7 @@ void healer_on_lost(struct healer *h, struct endpoint *e)
 	bool same_process;
 
 	e->heal_pending = false;
+	e->awaits_rebinder = false;
 	/* a loss found at start: a guard left by a previous run can still heal it */
 	if (h->cfg.guards && !e->guard_ok)
 		e->guard_ok = guard_find(&h->guards, e->l.vfs_dev, e->l.vfs_ino, &e->guard);
@@ -265,7 +282,7 @@ void healer_on_bind(struct healer *h, struct endpoint *e, const struct sw_proc *
 	if (!e->heal_pending)
 		return;
 	(void)who;
-	skip(h, e, "rebound");
+	skip_for_rebinder(h, e);
 }
 
 /* The deepest directory on the way whose owner is someone else than root
@@ -314,7 +331,10 @@ static int parents_walk(const struct endpoint *e, bool create, const char **why,
 			const struct ep_dir *d = ep_dir_at(e, depth);
 			mode_t mode = d ? d->mode : 0755;
 
-			if (mkdirat(fd, comp, 0700) != 0 && errno != EEXIST) {
+			bool made = mkdirat(fd, comp, 0700) == 0;
+			struct stat st;
+
+			if (!made && errno != EEXIST) {
 				int err = errno;
 
 				*why = "mkdir_failed";
@@ -322,7 +342,12 @@ static int parents_walk(const struct endpoint *e, bool create, const char **why,
 				return -err;
 			}
 			next = openat(fd, comp, O_DIRECTORY | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			if (next >= 0) {
+			/* Only the directory the agent made gets the recorded owner
+			 * and mode: one that took the name meanwhile (put back by
+			 * its owner) is someone's, and a chown would take it from
+			 * them. The agent's and private to it: the one just made. */
+			if (next >= 0 && made && fstat(next, &st) == 0 && st.st_uid == geteuid() &&
+			    (st.st_mode & 0077) == 0) {
 				/* owner first: chown clears set-id bits the mode may carry */
 				if (d && fchown(next, d->uid, d->gid) != 0)
 					log_warn("chown %s: %s", comp, strerror(errno));
@@ -427,7 +452,10 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 	if (ep_lstat(e, &st) == 0) {
 		if (S_ISSOCK(st.st_mode) && st.st_ino == e->l.vfs_ino && st.st_dev == e->l.vfs_dev)
 			e->lost = false; /* put back by someone else */
-		skip(h, e, S_ISSOCK(st.st_mode) ? "rebound" : "replaced");
+		if (S_ISSOCK(st.st_mode))
+			skip_for_rebinder(h, e);
+		else
+			skip(h, e, "replaced");
 		return false;
 	}
 	switch (flap_check(&e->flap, &fc, now_ns)) {
@@ -494,7 +522,7 @@ static bool heal_link(struct healer *h, struct endpoint *e, uint64_t now_ns)
 
 		close(pfd);
 		if (err == EEXIST) {
-			skip(h, e, "rebound"); /* someone bound it a moment ago */
+			skip_for_rebinder(h, e); /* someone bound it a moment ago */
 			return false;
 		}
 		if (err == EXDEV)

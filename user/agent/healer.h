@@ -67,6 +67,9 @@ void healer_retry_later(struct endpoint *e, json_t *ev);
 void healer_retries_reset(struct endpoint *e);
 /* A loss was confirmed (socket_unlinked was reported). */
 void healer_on_lost(struct healer *h, struct endpoint *e);
+/* The scan found the path still not naming the lost endpoint's live
+ * listener after a skip for a socket that took it: heal again. */
+void healer_on_rebinder_gone(struct healer *h, struct endpoint *e);
 /* Someone bound the path: a pending heal stands down. */
 void healer_on_bind(struct healer *h, struct endpoint *e, const struct sw_proc *who);
 /* Performs the heals that are due; returns how many paths came back. */

@@ -182,6 +182,9 @@ static void scan_apply_item(struct agent *a, const struct scan_item *it, bool in
 		if (!e->lost && !initial) {
 			report_socket_unlinked(a, e, NULL, 0, "scan", 0);
 			inode_set_add(&a->orphans_reported, l->sock_ino);
+		} else if (e->lost) {
+			/* nobody listens on the socket that took the path */
+			healer_on_rebinder_gone(&a->healer, e);
 		}
 		return;
 	}
