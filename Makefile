@@ -425,7 +425,8 @@ $(OUTPUT)/soak_load: tests/soak/soak_load.c | $(OUTPUT)
 	$(Q)$(CC) $(CFLAGS) $< -o $@
 
 soak: all $(OUTPUT)/soak_load $(OUTPUT)/plain_server
-	$(Q)python3 tests/soak/soak.py --cycles $(SOAK_CYCLES) --seconds $(SOAK_SECONDS)
+	$(Q)python3 tests/soak/soak.py --cycles $(SOAK_CYCLES) --seconds $(SOAK_SECONDS) --redirect off
+	$(Q)python3 tests/soak/soak.py --cycles $(SOAK_CYCLES) --seconds $(SOAK_SECONDS) --redirect on
 
 # The short version, part of `make test`.
 soak-smoke: all $(OUTPUT)/soak_load $(OUTPUT)/plain_server

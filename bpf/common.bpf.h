@@ -158,7 +158,8 @@ static __always_inline __u64 name__hash(const char *s, int len, int mask)
 	return in_component ? h : last;
 }
 
-/* Reads a sockaddr_un path; false for other families and abstract names. */
+/* Reads a sockaddr_un path into key, which the caller has zeroed; false for
+ * other families and abstract names. */
 static __always_inline bool sockaddr__unix_path(struct sw_path_key *key,
 						const void *addr, long len,
 						bool user)
@@ -175,16 +176,17 @@ static __always_inline bool sockaddr__unix_path(struct sw_path_key *key,
 		return false;
 	if (n > SW_SUN_PATH_LEN)
 		n = SW_SUN_PATH_LEN;
-	if (user ? bpf_probe_read_user(key->path, n & 0x7f, addr + 2)
-		 : bpf_probe_read_kernel(key->path, n & 0x7f, addr + 2))
+	/* the bound again after a barrier, where the verifier sees it */
+	barrier_var(n);
+	if (n <= 0 || n > SW_SUN_PATH_LEN)
 		return false;
-	if (key->path[0] == 0)
-		return false; /* abstract: no path to lose */
-	/* sun_path need not be NUL terminated; zero the tail for a stable key. */
-	for (int i = 0; i < SW_SUN_PATH_LEN; i++)
-		if (i >= n)
-			key->path[i] = 0;
-	return true;
+	if (user ? bpf_probe_read_user(key->path, n, addr + 2)
+		 : bpf_probe_read_kernel(key->path, n, addr + 2))
+		return false;
+	/* sun_path need not be NUL terminated: the tail past n stays as the
+	 * caller zeroed it, so the key is stable (a byte loop over the tail
+	 * here cost every connect more than the map lookup) */
+	return key->path[0] != 0; /* abstract: no path to lose */
 }
 
 #endif

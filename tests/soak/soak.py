@@ -129,6 +129,10 @@ def main():
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--client-pause-us", type=int, default=200)
     ap.add_argument("--rss-slack-kib", type=int, default=512)
+    ap.add_argument("--redirect", choices=("off", "on"), default="off",
+                    help="the kernel's redirect of connects during a loss (on: every "
+                    "connect in a cycle is expected to succeed; off: the clients meet "
+                    "the loss, and every failure must be counted)")
     ap.add_argument("--event-totals", choices=("exact", "report"), default="exact",
                     help="whether connect_recovered totals must equal what the clients saw "
                     "(exact), or a difference is only reported (report: soak-smoke, "
@@ -160,7 +164,8 @@ def main():
         server_fds0 = nfds(srv.pid)  # no client connected
         agent_err = open(os.path.join(work, "agent.stderr"), "w+")
         agent = subprocess.Popen([AGENT, "run", "--events", evpath, "--watch", path,
-                                  "--heal-delay", "0", "--flap-max", "0"],
+                                  "--heal-delay", "0", "--flap-max", "0"] +
+                                 ([] if a.redirect == "on" else ["--no-redirect"]),
                                  stdout=subprocess.DEVNULL, stderr=agent_err)
         procs.append(agent)
         harness.wait_guard(path)
@@ -244,7 +249,7 @@ def main():
                        e.get("path") == path)
         summary = {
             "cycles": cycles, "cycles_asked": a.cycles, "seconds": round(elapsed, 1),
-            "heal_delay_ms": 0, "heals_reported": ok_heals,
+            "heal_delay_ms": 0, "redirect": a.redirect, "heals_reported": ok_heals,
             "heal_ms": {"p50_max_of_chunks": heal_p50, "p99_max_of_chunks": heal_p99,
                         "max": heal_max},
             "client_connects": counts["connects"], "client_ok": counts["ok"],

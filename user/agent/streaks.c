@@ -235,6 +235,14 @@ bool read_failures(const char *path, int err, uint64_t *failures, void *ctx)
 	return false;
 }
 
+static bool stat_bounds_same(const struct sw_connect_stat *a, const struct sw_connect_stat *b)
+{
+	return a->gen == b->gen && a->open == b->open &&
+	       a->streak_start_failures == b->streak_start_failures &&
+	       a->streak_start_ns == b->streak_start_ns &&
+	       a->closed_failures == b->closed_failures && a->closed_ns == b->closed_ns;
+}
+
 /*
  * The maps are the truth; records are prompts. This catches streaks whose
  * records the ring buffer could not take: opened unseen, or ended unseen.
@@ -246,13 +254,21 @@ void streaks_reconcile(struct agent *a)
 	void *prev = NULL;
 
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		struct sw_connect_stat st;
+		struct sw_connect_stat st, again;
 		char path[KEY_LEN];
 		struct streak *s;
 
 		cur = next;
 		prev = &cur;
 		if (cur.err >= SW_ERR_MAX || bpf_map_lookup_elem(fd, &cur, &st))
+			continue;
+		/* The kernel updates the value field by field while this copy is
+		 * taken: a streak that opens meanwhile can show its new gen with
+		 * the old start. Only a streak's bounds that two copies agree on
+		 * are acted on; ones that change are read again at the next scan
+		 * (failures and the last client change with every failure, and
+		 * are not looked at). */
+		if (bpf_map_lookup_elem(fd, &cur, &again) || !stat_bounds_same(&st, &again))
 			continue;
 		path_of_key(&cur.path, path);
 		/* The kernel clears `open` before it stores closed_failures and
