@@ -184,8 +184,7 @@ static __always_inline bool sockaddr__unix_path(struct sw_path_key *key,
 		 : bpf_probe_read_kernel(key->path, n, addr + 2))
 		return false;
 	/* sun_path need not be NUL terminated: the tail past n stays as the
-	 * caller zeroed it, so the key is stable (a byte loop over the tail
-	 * here cost every connect more than the map lookup) */
+	 * caller zeroed it, so the key is stable without a loop over it */
 	return key->path[0] != 0; /* abstract: no path to lose */
 }
 

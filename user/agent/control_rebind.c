@@ -50,27 +50,32 @@ static bool served_by_peer(const struct registration *r)
 	return discovery_pid_holds(r->peer->owner.pid, socket_inode_of_fd(r->our_fd));
 }
 
-/* Discards the agent's own socket and unlinks the path only if it is still the
- * file the agent bound and nobody serves it: never a path someone else has
- * bound since, never one the server listens on. The file is looked for in
- * the directory the walk without symlinks reaches, never by the path's name,
+/* Unlinks the path's file if it is the file (dev, ino), looked for in the
+ * directory the walk without symlinks reaches, never by the path's name,
  * which a user who owns a directory on it can point elsewhere meanwhile. */
-static void rebind_discard(struct registration *r)
+static void unlink_own_file(const struct endpoint *e, uint64_t dev, uint64_t ino)
 {
 	const char *why = NULL;
+	int dfd = healer_parents_ensure_existing(e, &why);
+	const char *base = path_basename(e->path);
 	struct stat st;
-	int dfd;
 
+	if (dfd < 0)
+		return;
+	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == ino &&
+	    st.st_dev == dev)
+		unlinkat(dfd, base, 0);
+	close(dfd);
+}
+
+/* Discards the agent's own socket and unlinks the path only if it is still the
+ * file the agent bound and nobody serves it: never a path someone else has
+ * bound since, never one the server listens on. */
+static void rebind_discard(struct registration *r)
+{
 	if (r->our_fd >= 0) {
-		dfd = healer_parents_ensure_existing(r->e, &why);
-		if (dfd >= 0) {
-			const char *base = path_basename(r->e->path);
-
-			if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    st.st_ino == r->our_ino && st.st_dev == r->our_dev && !served_by_peer(r))
-				unlinkat(dfd, base, 0);
-			close(dfd);
-		}
+		if (!served_by_peer(r))
+			unlink_own_file(r->e, r->our_dev, r->our_ino);
 		close(r->our_fd);
 	}
 	r->our_fd = -1;
@@ -141,23 +146,6 @@ static void settle_file(const struct endpoint *e, int pfd, const struct stat *bo
 	close(f);
 }
 
-/* Removes the file the agent's still open socket `own` is bound to, if the
- * walk without symlinks reaches it at the path: the inode is the socket's
- * own for as long as the agent holds it, so nothing else is ever removed. */
-static void discard_own_file(const struct endpoint *e, const struct unix_listener *own)
-{
-	const char *why = NULL;
-	int dfd = healer_parents_ensure_existing(e, &why);
-	struct stat st;
-
-	if (dfd < 0)
-		return;
-	if (fstatat(dfd, path_basename(e->path), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISSOCK(st.st_mode) && st.st_ino == own->vfs_ino && st.st_dev == own->vfs_dev)
-		unlinkat(dfd, path_basename(e->path), 0);
-	close(dfd);
-}
-
 /*
  * Binds a socket at the path with its mode, as the server's uid and gid, or
  * as the user who owns a directory on the path (healer_parents_steered) when
@@ -216,9 +204,10 @@ static int bind_as(const struct registration *r, int pfd, const struct healer_st
 		 * directory was renamed away and another took its name in
 		 * between. Where the walk reaches the agent's file now, it is
 		 * removed before its socket closes: left there, it would hold
-		 * the path with a socket nobody serves. */
+		 * the path with a socket nobody serves. The inode is the open
+		 * socket's own, so nothing else is ever removed. */
 		if (known)
-			discard_own_file(e, &l);
+			unlink_own_file(e, l.vfs_dev, l.vfs_ino);
 		close(fd);
 		/* Or the new file was removed again at once (a cleanup loop): the
 		 * walk still reaches the same directory, no symlink on the way. */

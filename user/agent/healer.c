@@ -219,7 +219,6 @@ void healer_on_rebinder_gone(struct healer *h, struct endpoint *e)
 {
 	if (!e->awaits_rebinder || !e->lost || e->heal_pending)
 		return;
-	e->awaits_rebinder = false;
 	log_debug("%s: nobody serves the socket that took it; healing again", e->path);
 	healer_on_lost(h, e);
 }
