@@ -417,6 +417,8 @@ integration-test: $(FAULT_OUT)/sockwarden
 # make soak [SOAK_CYCLES=10000] [SOAK_SECONDS=1800]: unlink→heal cycles against
 # the real agent and a real server while clients connect all the time; checks
 # every connect after a heal succeeds, fds and RSS stay flat, no count is lost.
+# Four runs: the redirect off and on, each on the host and inside a sandbox of
+# its own (mount and network namespaces, a private tmpfs: --container).
 SOAK_CYCLES ?= 10000
 SOAK_SECONDS ?= 1800
 
@@ -427,10 +429,13 @@ $(OUTPUT)/soak_load: tests/soak/soak_load.c | $(OUTPUT)
 soak: all $(OUTPUT)/soak_load $(OUTPUT)/plain_server
 	$(Q)python3 tests/soak/soak.py --cycles $(SOAK_CYCLES) --seconds $(SOAK_SECONDS) --redirect off
 	$(Q)python3 tests/soak/soak.py --cycles $(SOAK_CYCLES) --seconds $(SOAK_SECONDS) --redirect on
+	$(Q)python3 tests/soak/soak.py --cycles $(SOAK_CYCLES) --seconds $(SOAK_SECONDS) --redirect off --container
+	$(Q)python3 tests/soak/soak.py --cycles $(SOAK_CYCLES) --seconds $(SOAK_SECONDS) --redirect on --container
 
 # The short version, part of `make test`.
 soak-smoke: all $(OUTPUT)/soak_load $(OUTPUT)/plain_server
-	$(Q)python3 tests/soak/soak.py --cycles 300 --seconds 120 --event-totals report
+	$(Q)python3 tests/soak/soak.py --cycles 300 --seconds 120
+	$(Q)python3 tests/soak/soak.py --cycles 300 --seconds 120 --container
 
 .PHONY: fault-build soak soak-smoke
 

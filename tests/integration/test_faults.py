@@ -269,6 +269,25 @@ def served_by(path, pid):
         s.close()
 
 
+def served_by_or_say(agent, path, pid):
+    """served_by, and when it fails, what the path and the agent's events
+    were then, in the failure's own message (a CI log keeps its head)."""
+    try:
+        served_by(path, pid)
+    except (OSError, AssertionError) as e:
+        try:
+            st = os.lstat(path)
+            there = "ino %d mode %o" % (st.st_ino, st.st_mode)
+        except OSError as le:
+            there = le.strerror
+        agent.poll()
+        told = ["%s %s %s %s" % (x["mono_ns"], x["event"], x.get("how") or x.get("via") or "",
+                                 x.get("reason") or "") for x in agent.events[-20:]]
+        raise AssertionError("%s: %s; the path now: %s (connect: %s); events: %s" % (
+            path, e, there, errno.errorcode.get(connect_errno(path), "ok"),
+            "; ".join(told))) from e
+
+
 def never_unserved(path):
     """Whatever the path holds now, a connect to it is served or refused."""
     err = connect_errno(path)
@@ -521,7 +540,7 @@ def control_agent_killed(scratch, heal, step):
                     e, srv.out.lines[-6:], [(x["event"], x.get("reason")) for x in agent.poll()],
                     agent.stderr_text()[-800:]))
         wait_until(lambda: connect_errno(path) == 0, what="the path served again")
-        served_by(path, srv.pid)
+        served_by_or_say(agent, path, srv.pid)
         echo(held, b"still here")
         heal_again(agent, path)
         served_by(path, srv.pid)

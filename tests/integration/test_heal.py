@@ -330,6 +330,31 @@ def stale_guards_of_a_crashed_agent_are_pruned_or_used(scratch):
         agent.stop()
 
 
+def other_netns_agent(scratch, *args):
+    """A second agent on the host: in a network namespace of its own (its own
+    @sockwarden), with its own events, control path and state file in a
+    directory of scratch."""
+    d = os.path.join(scratch, "other-agent")
+    os.makedirs(d)
+    wrapper = os.path.join(d, "other-netns-agent")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nexec unshare --net -- %s \"$@\"\n" % AGENT)
+    os.chmod(wrapper, 0o755)
+    saved, harness.AGENT = harness.AGENT, wrapper
+    try:
+        return Agent(d, *args, "--control", os.path.join(d, "ctl.sock"), "--state",
+                     os.path.join(d, "state.json"))
+    finally:
+        harness.AGENT = saved
+
+
+def scans_of(agent):
+    """How many scans agent has applied (asked in its network namespace)."""
+    r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % agent.proc.pid, AGENT,
+                        "status", "--json"], capture_output=True, text=True, timeout=30)
+    return json.loads(r.stdout)["scan"]["scans"] if r.returncode == 0 else -1
+
+
 @test
 def an_agent_keeps_another_agents_guards(scratch):
     """Two agents on one host, one per network namespace, each watching its
@@ -337,26 +362,9 @@ def an_agent_keeps_another_agents_guards(scratch):
     each heals its own path from it."""
     a_path = os.path.join(scratch, "a.sock")
     b_path = os.path.join(scratch, "b.sock")
-    bdir = os.path.join(scratch, "b")
-    os.makedirs(bdir)
-    # B: its own network namespace (its own @sockwarden), control path and state
-    wrapper = os.path.join(scratch, "other-netns-agent")
-    with open(wrapper, "w") as f:
-        f.write("#!/bin/sh\nexec unshare --net -- %s \"$@\"\n" % AGENT)
-    os.chmod(wrapper, 0o755)
     a = Agent(scratch, "--watch", a_path, "--reconcile", "0.2")
-    saved, harness.AGENT = harness.AGENT, wrapper
-    try:
-        b = Agent(bdir, "--watch", b_path, "--reconcile", "0.2", "--control",
-                  os.path.join(bdir, "ctl.sock"), "--state", os.path.join(bdir, "state.json"))
-    finally:
-        harness.AGENT = saved
+    b = other_netns_agent(scratch, "--watch", b_path, "--reconcile", "0.2")
     sa, sb = Proc("c", a_path), Proc("c", b_path)
-
-    def scans_of(agent):
-        r = subprocess.run(["nsenter", "--net=/proc/%d/ns/net" % agent.proc.pid, AGENT,
-                            "status", "--json"], capture_output=True, text=True, timeout=30)
-        return json.loads(r.stdout)["scan"]["scans"] if r.returncode == 0 else -1
     try:
         wait_guard(a_path)
         wait_guard(b_path)

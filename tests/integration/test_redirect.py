@@ -15,7 +15,7 @@ import sys
 
 from harness import (AGENT, BUILD, IN_CI, Agent, Server, Skip, connect_errno, echo, mount_root, peercred,
                      test, wait_guard, wait_until)
-from test_heal import Proc
+from test_heal import Proc, other_netns_agent, scans_of
 from test_namespaces import (CONNECT_PY, HostNeverSees, ns_connect, ns_exec, ns_server,
                              status_json, tmpfs_setup, wait_ns_guard, wait_path_event)
 
@@ -335,6 +335,50 @@ def redirect_gone_with_a_killed_agent(scratch):
         agent.stop()
         if again:
             again.stop()
+
+
+@test
+def an_agent_keeps_another_agents_redirect(scratch):
+    """Two agents on one host, one per network namespace, share a mount's
+    mirror directory: the second one's start and its scans leave the first
+    one's mirror in place, so a path the first has lost stays redirected to
+    its listener (a tree goes with its listener, not with a start)."""
+    a_path = os.path.join(scratch, "a.sock")
+    b_path = os.path.join(scratch, "b.sock")
+    a = redirect_agent(scratch, "--watch", a_path, "--heal-delay", "60000", "--reconcile", "0.2")
+    sa = Proc("c", a_path)
+    b = sb = None
+    try:
+        wait_armed(a_path)
+        ino_a = os.lstat(a_path).st_ino
+        os.unlink(a_path)
+        assert a.wait_event("socket_unlinked", path=a_path)["redirect"] is True
+        assert connect_errno(a_path) == 0
+        b = other_netns_agent(scratch, "--watch", b_path, "--reconcile", "0.2")
+        sb = Proc("c", b_path)
+        ino_b = os.lstat(b_path).st_ino
+        wait_until(lambda: os.path.isdir(mirror_top(b_path, ino_b)), what="the second's mirror")
+        start = scans_of(b)
+        wait_until(lambda: scans_of(b) >= start + 5, timeout=30,
+                   what="five more scans of the second agent")
+        assert os.path.isdir(mirror_top(a_path, ino_a)), os.listdir(mirror_top(a_path))
+        for _ in range(20):
+            assert connect_errno(a_path) == 0
+        c = socket_to(a_path)
+        assert peercred(c)[0] == sa.pid
+        c.close()
+        # a closed listener's tree goes, whoever's it was
+        sa.stop()
+        wait_until(lambda: not os.path.lexists(mirror_top(a_path, ino_a)),
+                   what="the closed listener's mirror removed")
+        assert os.path.isdir(mirror_top(b_path, ino_b))
+    finally:
+        sa.stop()
+        if sb:
+            sb.stop()
+        if b:
+            b.stop()
+        a.stop()
 
 
 def make_dirs(scratch, spec):

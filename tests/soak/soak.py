@@ -2,12 +2,19 @@
 """make soak: unlink→heal cycles against the real agent while clients connect.
 
     soak.py [--cycles N] [--seconds S] [--clients K] [--client-pause-us U]
+            [--redirect off|on] [--container]
 
 Runs build/sockwarden (guard links, --heal-delay 0, the flap guard out of the
 way) watching one path served by build/plain_server, K clients of
 build/soak_load connecting to it all the time, and build/soak_load's cycler,
 which unlinks the path and waits for the heal, up to N cycles or S seconds,
-whichever ends first. Then it checks:
+whichever ends first. With --container the server, the clients and the
+cycler all run inside a sandbox as a PrivateTmp=/PrivateNetwork= service or
+a container has it (mount and network namespaces of their own, a tmpfs of
+their own over the socket's directory, which the agent's namespace sees
+empty): the agent, on the host, finds the listener, keeps its guard on the
+sandbox's mount, sees the cycler's unlinks, heals inside the sandbox and
+counts its clients' failures there. Then it checks:
 
   - every connect that started after a heal and ended before the next loss
     succeeded (the clients' and the cycler's own), the held connection echoed
@@ -19,11 +26,15 @@ whichever ends first. Then it checks:
     count (status counter connect_failures) and the sum of total_failures of
     its connect_recovered events, per errno.
 
+SW_SOAK_VERBOSE=1 runs the agent with -v; a failed run leaves the agent's
+events and stderr in build/ (soak-events.jsonl, soak-agent.stderr).
+
 Prints a summary and exits 0 when all of it holds, 1 otherwise, 3 when it
 cannot run (not root, no binaries). Like the integration tests it runs in
 network and mount namespaces of its own, with private /tmp and /run.
 """
 import argparse
+import collections
 import json
 import mmap
 import os
@@ -67,6 +78,17 @@ def wait_until(pred, timeout, what):
 
 def nfds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def fd_targets(pid):
+    """What each open fd names (socket:[ino], a path, anon_inode:...)."""
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except FileNotFoundError:
+            pass
+    return sorted(out)
 
 
 def rss_kib(pid):
@@ -122,6 +144,54 @@ def own_failures(evs, path, own_pid):
                for c in e.get("clients", []) if c["pid"] == own_pid)
 
 
+class Sandbox:
+    """--container: one process holding mount and network namespaces of their
+    own, with a tmpfs over `box`; the soak's processes are nsenter'd into it
+    (nsenter without -p execs in place: a Popen's pid is the program's)."""
+
+    def __init__(self, box):
+        import test_namespaces as ns  # the suite's namespace plumbing
+        self.ns = ns
+        os.mkdir(box)
+        self.holder = ns.ns_holder(setup=ns.tmpfs_setup(box), net=True)
+        self.pid = self.holder.pid
+        self.mntns = ns.ns_ino(self.pid, "mnt")
+
+    def argv(self, argv):
+        return self.ns.nsenter_args(self.pid, net=True) + argv
+
+    def wait_guard(self, path):
+        self.ns.wait_ns_guard(self.pid, path)
+
+    def check_apart(self, path):
+        """The sandbox is one: the host's namespace does not see its socket."""
+        if os.path.lexists(path):
+            raise RuntimeError("the host sees %s: no sandbox" % path)
+        if self.ns.ns_ino(self.pid, "mnt") == self.ns.ns_ino(os.getpid(), "mnt"):
+            raise RuntimeError("the sandbox shares the host's mount namespace")
+
+    def stop(self):
+        self.holder.stop()
+
+
+class Host:
+    """Without --container: the soak's own namespaces."""
+
+    def argv(self, argv):
+        return argv
+
+    def wait_guard(self, path):
+        harness.wait_guard(path)
+
+    mntns = None
+
+    def check_apart(self, path):
+        pass
+
+    def stop(self):
+        pass
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cycles", type=int, default=int(os.environ.get("SOAK_CYCLES", 10000)))
@@ -135,9 +205,11 @@ def main():
                     "the loss, and every failure must be counted)")
     ap.add_argument("--event-totals", choices=("exact", "report"), default="exact",
                     help="whether connect_recovered totals must equal what the clients saw "
-                    "(exact), or a difference is only reported (report: soak-smoke, "
-                    "while a rare shortfall of one count in ~10^4 is open; the kernel's "
+                    "(exact), or a difference is only reported (report; the kernel's "
                     "counter is checked exactly either way)")
+    ap.add_argument("--container", action="store_true",
+                    help="the server, clients and cycler in a sandbox of their own "
+                    "(mount and network namespaces, a private tmpfs); the agent on the host")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("soak: needs root (BPF)")
@@ -151,31 +223,40 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     work = tempfile.mkdtemp(prefix="sw-soak-")
-    path = os.path.join(work, "soak.sock")
+    box = os.path.join(work, "box")
+    path = os.path.join(box if a.container else work, "soak.sock")
     evpath = os.path.join(work, "events.jsonl")
     st = State(os.path.join(work, "state"))
     procs = []
     problems = []
     t_start = time.monotonic()
+    where = Host()
     try:
-        srv = subprocess.Popen([SERVER, path, "--backlog", "256"], stdout=subprocess.PIPE)
+        if a.container:
+            where = Sandbox(box)
+        srv = subprocess.Popen(where.argv([SERVER, path, "--backlog", "256"]),
+                               stdout=subprocess.PIPE)
         procs.append(srv)
         assert srv.stdout.readline().split()[0] == b"ready"
+        where.check_apart(path)
         server_fds0 = nfds(srv.pid)  # no client connected
         agent_err = open(os.path.join(work, "agent.stderr"), "w+")
         agent = subprocess.Popen([AGENT, "run", "--events", evpath, "--watch", path,
                                   "--heal-delay", "0", "--flap-max", "0"] +
+                                 (["-v"] if os.environ.get("SW_SOAK_VERBOSE") == "1" else []) +
                                  ([] if a.redirect == "on" else ["--no-redirect"]),
                                  stdout=subprocess.DEVNULL, stderr=agent_err)
         procs.append(agent)
-        harness.wait_guard(path)
+        where.wait_guard(path)
 
-        clients = [subprocess.Popen([LOAD, "client", st.f.name, path, str(a.client_pause_us)],
+        clients = [subprocess.Popen(where.argv([LOAD, "client", st.f.name, path,
+                                                str(a.client_pause_us)]),
                                     stdout=subprocess.PIPE) for _ in range(a.clients)]
         procs += clients
 
         def cycle(n, seconds):
-            out = subprocess.run([LOAD, "cycle", st.f.name, path, str(n), "%.3f" % seconds],
+            out = subprocess.run(where.argv([LOAD, "cycle", st.f.name, path, str(n),
+                                             "%.3f" % seconds]),
                                  capture_output=True, text=True, timeout=seconds + 60)
             if out.returncode != 0:
                 raise RuntimeError("cycler: " + out.stderr)
@@ -190,6 +271,7 @@ def main():
             except TimeoutError as e:
                 problems.append(str(e) + ": %d" % nfds(srv.pid))
             s = {"agent_fds": nfds(agent.pid), "server_fds": nfds(srv.pid),
+                 "agent_fd_targets": fd_targets(agent.pid),
                  "agent_rss_kib": rss_kib(agent.pid), "server_rss_kib": rss_kib(srv.pid)}
             st.set("pause", 0)
             return s
@@ -249,7 +331,8 @@ def main():
                        e.get("path") == path)
         summary = {
             "cycles": cycles, "cycles_asked": a.cycles, "seconds": round(elapsed, 1),
-            "heal_delay_ms": 0, "redirect": a.redirect, "heals_reported": ok_heals,
+            "heal_delay_ms": 0, "redirect": a.redirect, "container": a.container,
+            "heals_reported": ok_heals,
             "heal_ms": {"p50_max_of_chunks": heal_p50, "p99_max_of_chunks": heal_p99,
                         "max": heal_max},
             "client_connects": counts["connects"], "client_ok": counts["ok"],
@@ -275,6 +358,15 @@ def main():
             problems.append("a heal did not come within 5 s")
         if ok_heals != cycles:
             problems.append("%d cycles but %d rebind_succeeded" % (cycles, ok_heals))
+        if a.container:
+            # the endpoint is the sandbox's: every loss, heal and streak says so
+            elsewhere = [e for e in evs if e.get("path") == path and e.get("event") in (
+                "socket_unlinked", "rebind_succeeded", "connect_recovered") and
+                e.get("mntns") != where.mntns]
+            if elsewhere:
+                problems.append("%d events name another mount namespace than the "
+                                "sandbox's %d: %s" % (len(elsewhere), where.mntns,
+                                                      json.dumps(elsewhere[0])))
         if counts["other"]:
             problems.append("%d connects failed with an unexpected errno" % counts["other"])
         # every failure belongs to exactly one streak: the recovered totals
@@ -296,6 +388,11 @@ def main():
             if first[who + "_fds"] != last[who + "_fds"]:
                 problems.append("%s fds %d -> %d" % (who, first[who + "_fds"],
                                                      last[who + "_fds"]))
+        if first["agent_fds"] != last["agent_fds"]:
+            was, now = (collections.Counter(first["agent_fd_targets"]),
+                        collections.Counter(last["agent_fd_targets"]))
+            problems.append("agent fds opened since the warm-up: %s; closed: %s" % (
+                dict(now - was), dict(was - now)))
             grew = last[who + "_rss_kib"] - first[who + "_rss_kib"]
             if grew > a.rss_slack_kib:
                 problems.append("%s RSS grew %d KiB" % (who, grew))
@@ -306,7 +403,8 @@ def main():
                 print("soak: event: " + json.dumps(e))
             kept = os.path.join(ROOT, "build", "soak-events.jsonl")
             shutil.copyfile(evpath, kept)
-            print("soak: the agent's events are in " + kept)
+            shutil.copyfile(agent_err.name, os.path.join(ROOT, "build", "soak-agent.stderr"))
+            print("soak: the agent's events are in %s, its stderr beside them" % kept)
         if agent.poll() is not None:
             agent_err.seek(0)
             problems.append("the agent exited: " + agent_err.read())
@@ -316,6 +414,7 @@ def main():
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        where.stop()
         subprocess.run(["rm", "-rf", work])
     for p in problems:
         print("soak: FAIL: " + p)

@@ -55,8 +55,8 @@ bool coalescer_ended(const struct coalescer *c, const char *path, int err, uint3
 }
 
 /* Keeps the streak's path (ownership passes here) as the key's last ended
- * generation. */
-static void ended_remember(struct coalescer *c, struct streak *s)
+ * generation, and where the counter was at its end. */
+static void ended_remember(struct coalescer *c, struct streak *s, uint64_t closed_failures)
 {
 	struct ended_streak *x = ended_find(c, s->path, s->err);
 
@@ -71,6 +71,7 @@ static void ended_remember(struct coalescer *c, struct streak *s)
 	}
 	s->path = NULL;
 	x->gen = s->gen;
+	x->closed_failures = closed_failures;
 }
 
 struct streak *coalescer_find(struct coalescer *c, const char *path, int err)
@@ -87,17 +88,24 @@ void coalescer_failing(struct coalescer *c, const char *path, int err, uint32_t 
 {
 	struct streak *s = coalescer_find(c, path, err);
 	struct coalesced_event ev = {0};
+	const struct ended_streak *prev;
+	bool after_prev;
 
 	if (s && s->gen == gen)
 		return; /* already known (the record and a map scan both saw it) */
 	if (coalescer_ended(c, path, err, gen))
 		return; /* a late report of a streak that has ended */
+	prev = ended_find(c, path, err);
+	after_prev = prev && prev->gen + 1 == gen;
+	if (after_prev)
+		start_failures = prev->closed_failures + 1;
 	if (s) {
 		/* A newer generation: the old streak's end went unseen. Treat the
 		 * old one as replaced; its counts are not recoverable. */
 		s->gen = gen;
 		s->start_ns = start_ns;
 		s->start_failures = start_failures;
+		s->after_prev = after_prev;
 		s->window_start_ns = start_ns;
 		s->window_base = start_failures - 1;
 	} else {
@@ -114,6 +122,7 @@ void coalescer_failing(struct coalescer *c, const char *path, int err, uint32_t 
 		s->gen = gen;
 		s->start_ns = start_ns;
 		s->start_failures = start_failures;
+		s->after_prev = after_prev;
 		s->window_start_ns = start_ns;
 		s->window_base = start_failures - 1;
 		s->next = c->open;
@@ -147,9 +156,15 @@ void coalescer_recovered(struct coalescer *c, const char *path, int err,
 	ev.path = path;
 	ev.err = err;
 	ev.mono_ns = now_ns;
-	ev.total_failures = closed_failures >= s->start_failures
-				    ? closed_failures - s->start_failures + 1 : 1;
-	ev.swallowed_failures = ev.total_failures - 1;
+	/* A streak that begins after the previous one's end counts 0 when every
+	 * failure of it was counted by that one (a failure that took its count
+	 * before the close and then found the streak closed); one whose start
+	 * is the kernel's own counts at least the failure that opened it. */
+	if (closed_failures + 1 > s->start_failures)
+		ev.total_failures = closed_failures + 1 - s->start_failures;
+	else
+		ev.total_failures = s->after_prev ? 0 : 1;
+	ev.swallowed_failures = ev.total_failures ? ev.total_failures - 1 : 0;
 	ev.streak_duration_ms = now_ns > s->start_ns ?
 				(now_ns - s->start_ns) / NSEC_PER_MSEC : 0;
 	ev.how = how ? how : "connect";
@@ -158,7 +173,7 @@ void coalescer_recovered(struct coalescer *c, const char *path, int err,
 	*pp = s->next;
 	c->n_open--;
 	c->emit(&ev, c->ctx);
-	ended_remember(c, s);
+	ended_remember(c, s, s->start_failures - 1 + ev.total_failures);
 	streak_free(s);
 }
 

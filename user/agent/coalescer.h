@@ -51,6 +51,7 @@ struct streak {
 	uint32_t gen;
 	uint64_t start_ns;
 	uint64_t start_failures;  /* kernel counter value at the first failure */
+	bool after_prev;          /* start_failures is the previous streak's end + 1 */
 	uint64_t window_ns;       /* this path's window */
 	uint64_t window_start_ns;
 	uint64_t window_base;     /* kernel counter value before the window's first failure */
@@ -66,6 +67,7 @@ struct ended_streak {
 	char *path;  /* NULL: a free slot */
 	int err;
 	uint32_t gen;
+	uint64_t closed_failures; /* the counter at its end */
 };
 
 struct coalescer {
@@ -84,7 +86,16 @@ struct coalescer {
 void coalescer_init(struct coalescer *c, uint64_t window_ns, coalescer_emit_fn emit,
 		    void *ctx);
 void coalescer_free(struct coalescer *c);
-/* A streak began (kernel record or map scan). Ignored if already known. */
+/* A streak began (kernel record or map scan). Ignored if already known.
+ *
+ * The streaks of a (path, errno) partition its counter: the one of `gen`
+ * begins right after the end of `gen - 1`, when that end is known, whatever
+ * start_failures says. The kernel's start is the counter of the failure
+ * that reopened the streak, and two failures right after a close can take
+ * their counts in one order and reopen it in the other: the one with the
+ * lower count finds the streak open already, and would belong to neither;
+ * or a failure takes its count before a close and finds the streak closed
+ * after it, and would belong to both. */
 void coalescer_failing(struct coalescer *c, const char *path, int err, uint32_t gen,
 		       uint64_t start_failures, uint64_t start_ns,
 		       const struct coalesced_client *first_client);

@@ -475,6 +475,7 @@ size_t guards_prune(struct guards *g, guard_keep_fn keep, void *ctx)
 		closedir(dir);
 		/* the shared offset of the dup'ed fd: rewind for the next listing */
 		lseek(d->dirfd, 0, SEEK_SET);
+		guard_mirror_prune(d, keep, ctx);
 		if (d->root && !kept) {
 			/* another namespace's directory, empty: remove it and let
 			 * the mount go; a listener met later makes it again */

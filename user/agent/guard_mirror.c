@@ -1,10 +1,12 @@
 #include "guard_mirror.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -67,17 +69,17 @@ static int tree_remove(int parent, const char *name, int depth)
 }
 
 /*
- * The mount's mirror directory, root's, mode 0711, opened once per run and
- * emptied then: the trees in it are a previous run's, which no redirect
- * entry of this run names.
+ * The mount's mirror directory, root's, mode 0711, opened once per run. The
+ * trees in it may be another agent's, in use by its redirect (two agents on
+ * one host, one per network namespace, share a mount's directory): a tree
+ * goes with its listener (guard_mirror_remove, guard_mirror_prune), never
+ * because some agent started.
  */
 static int mirror_dir_fd(struct guard_dir *d, const char **why)
 {
 	static const struct ns_root own = { .fd = NS_ROOT_OWN };
 	int mfd, fd;
 	struct stat st;
-	DIR *dir;
-	struct dirent *de;
 
 	if (d->mirror_fd >= 0 && fstat(d->mirror_fd, &st) == 0 && st.st_nlink > 0)
 		return d->mirror_fd;
@@ -104,19 +106,6 @@ static int mirror_dir_fd(struct guard_dir *d, const char **why)
 			close(fd);
 		*why = "untrusted_dir";
 		return -EPERM;
-	}
-	{
-		int listing = dup(fd);
-
-		dir = listing >= 0 ? fdopendir(listing) : NULL;
-		if (!dir && listing >= 0)
-			close(listing);
-	}
-	if (dir) {
-		while ((de = readdir(dir)))
-			if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-				tree_remove(fd, de->d_name, 0);
-		closedir(dir);
 	}
 	d->mirror_fd = fd;
 	return fd;
@@ -400,6 +389,58 @@ void guard_mirror_remove(const struct guard_ref *g, uint64_t ino)
 	if (rc)
 		log_warn("mirror %s/%s/%s not fully removed: %s", g->dir->mountpoint,
 			 GUARD_MIRROR_DIR_NAME, id, strerror(-rc));
+}
+
+/* The socket inode a tree is named after: "<ino>" or "<ino>.new" (one being
+ * built), in hex; false for any other name. */
+static bool tree_name_parse(const char *name, uint64_t *ino)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!isxdigit((unsigned char)name[0]))
+		return false;
+	errno = 0;
+	v = strtoull(name, &end, 16);
+	if (errno || (*end && strcmp(end, ".new") != 0))
+		return false;
+	*ino = v;
+	return true;
+}
+
+size_t guard_mirror_prune(struct guard_dir *d, guard_keep_fn keep, void *ctx)
+{
+	struct stat st;
+	struct dirent *de;
+	size_t removed = 0;
+	DIR *dir;
+	int fd;
+
+	if (d->mirror_fd < 0 || fstat(d->mirror_fd, &st) != 0)
+		return 0;
+	fd = dup(d->mirror_fd);
+	dir = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	while ((de = readdir(dir))) {
+		uint64_t ino;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		/* the mirror directory is on the mount it mirrors: its st_dev is
+		 * the listeners' */
+		if (tree_name_parse(de->d_name, &ino) && keep(st.st_dev, ino, ctx))
+			continue;
+		if (tree_remove(d->mirror_fd, de->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(dir);
+	/* the shared offset of the dup'ed fd: rewind for the next listing */
+	lseek(d->mirror_fd, 0, SEEK_SET);
+	return removed;
 }
 
 void guard_mirror_dir_remove(struct guard_dir *d)

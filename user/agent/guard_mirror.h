@@ -38,6 +38,10 @@ int guard_mirror_make(const struct guard_ref *g, const char *path, uint64_t dev,
 		      char *target, size_t len, const char **why);
 /* Removes the mirror of the listener with socket inode ino. */
 void guard_mirror_remove(const struct guard_ref *g, uint64_t ino);
+/* Removes every tree of the mount's mirror directory whose listener keep()
+ * does not accept: a closed listener's, whichever run or agent made it.
+ * Returns how many it removed. */
+size_t guard_mirror_prune(struct guard_dir *d, guard_keep_fn keep, void *ctx);
 /* Removes a mount's whole mirror directory (its guard directory is going). */
 void guard_mirror_dir_remove(struct guard_dir *d);
 #endif

@@ -506,13 +506,58 @@ static void test_late_report_of_an_ended_streak_changes_nothing(void **state)
 	assert_int_equal(f->n_ev, 2);
 	assert_int_equal(f->c.n_open, 0);
 	assert_int_equal(count_kind(f, COALESCED_RECOVERED), 1);
-	/* the next generation is a new streak */
+	/* the next generation is a new streak, which begins where gen 3 ended:
+	 * the counter's failures between (none in a real kernel) are its own */
 	fail_first(f, "/run/a.sock", ENOENT, 4, 30, T0 + 10);
 	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 4, 31, T0 + 20, NULL, NULL, 0);
 	assert_int_equal(count_kind(f, COALESCED_RECOVERED), 2);
-	assert_int_equal(last(f)->ev.total_failures, 2);
+	assert_int_equal(last(f)->ev.total_failures, 7);
 	assert_true(coalescer_ended(&f->c, "/run/a.sock", ENOENT, 4));
 	assert_false(coalescer_ended(&f->c, "/run/a.sock", ENOENT, 3));
+}
+
+static void test_two_failures_across_a_close_are_both_counted(void **state)
+{
+	struct fixture *f = *state;
+
+	fail_first(f, "/run/a.sock", ENOENT, 1, 1, T0);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 1, 5, T0 + 1, NULL, NULL, 0);
+	/* failures 6 and 7 came right after the close: 7 reopened the streak
+	 * first, and 6 found it open already */
+	fail_first(f, "/run/a.sock", ENOENT, 2, 7, T0 + 2);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 2, 8, T0 + 3, NULL, NULL, 0);
+	assert_int_equal(last(f)->ev.total_failures, 3);
+	assert_int_equal(last(f)->ev.swallowed_failures, 2);
+}
+
+static void test_a_failure_on_both_sides_of_a_close_counts_once(void **state)
+{
+	struct fixture *f = *state;
+
+	fail_first(f, "/run/a.sock", ENOENT, 1, 1, T0);
+	/* failure 6 took its count before the close, which counted it, and
+	 * then found the streak closed and reopened it */
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 1, 6, T0 + 1, NULL, NULL, 0);
+	assert_int_equal(last(f)->ev.total_failures, 6);
+	fail_first(f, "/run/a.sock", ENOENT, 2, 6, T0 + 2);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 2, 6, T0 + 3, NULL, NULL, 0);
+	assert_int_equal(last(f)->ev.total_failures, 0);
+	assert_int_equal(last(f)->ev.swallowed_failures, 0);
+	fail_first(f, "/run/a.sock", ENOENT, 3, 7, T0 + 4);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 3, 9, T0 + 5, NULL, NULL, 0);
+	assert_int_equal(last(f)->ev.total_failures, 3);
+}
+
+static void test_start_after_an_unseen_streak_is_the_kernels(void **state)
+{
+	struct fixture *f = *state;
+
+	fail_first(f, "/run/a.sock", ENOENT, 1, 1, T0);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 1, 5, T0 + 1, NULL, NULL, 0);
+	/* gen 2 came and went unseen: gen 3 starts where the kernel says */
+	fail_first(f, "/run/a.sock", ENOENT, 3, 20, T0 + 2);
+	coalescer_recovered(&f->c, "/run/a.sock", ENOENT, 3, 21, T0 + 3, NULL, NULL, 0);
+	assert_int_equal(last(f)->ev.total_failures, 2);
 }
 
 static void test_ended_memory_is_bounded(void **state)
@@ -685,6 +730,9 @@ int main(void)
 		T(test_recovered_with_stale_gen_is_ignored),
 		T(test_recovered_unknown_streak_is_ignored),
 		T(test_late_report_of_an_ended_streak_changes_nothing),
+		T(test_two_failures_across_a_close_are_both_counted),
+		T(test_a_failure_on_both_sides_of_a_close_counts_once),
+		T(test_start_after_an_unseen_streak_is_the_kernels),
 		T(test_ended_memory_is_bounded),
 		T(test_no_still_failing_after_recovery),
 		T(test_newer_gen_replaces_open_streak),

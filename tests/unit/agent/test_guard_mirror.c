@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -244,22 +245,50 @@ static void refuses_a_planted_mirror_dir(void **state)
 	expect_refused(f, f->path, EPERM, "untrusted_dir");
 }
 
-static void empties_a_previous_runs_mirrors(void **state)
+/* keep(): only the listener of the fixture, or the one in ctx too */
+static bool keep_listed(uint64_t dev, uint64_t ino, void *ctx)
+{
+	const struct stat *live = ctx;
+
+	return dev == live[0].st_dev && (ino == live[0].st_ino || ino == live[1].st_ino);
+}
+
+static void prunes_only_closed_listeners_trees(void **state)
 {
 	struct fixture *f = *state;
 	char p[256], target[108];
-	struct stat st;
+	struct stat st, live[2];
+	unsigned long long other = (unsigned long long)f->sock.st_ino + 1000;
 
+	/* the trees of another agent (a live listener), a closed listener and
+	 * something unnamed, there before this run's first mirror */
 	at(p, sizeof(p), f, GUARD_MIRROR_DIR_NAME);
 	assert_int_equal(mkdir(p, 0711), 0);
-	at(p, sizeof(p), f, GUARD_MIRROR_DIR_NAME "/dead");
+	snprintf(p, sizeof(p), "%s/%s/%llx", f->root, GUARD_MIRROR_DIR_NAME, other);
 	assert_int_equal(mkdir(p, 0700), 0);
-	at(p, sizeof(p), f, GUARD_MIRROR_DIR_NAME "/dead/x");
+	snprintf(p, sizeof(p), "%s/%s/%llx", f->root, GUARD_MIRROR_DIR_NAME, other + 1);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(p, sizeof(p), "%s/%s/%llx/x", f->root, GUARD_MIRROR_DIR_NAME, other + 1);
+	assert_int_equal(mkdir(p, 0700), 0);
+	at(p, sizeof(p), f, GUARD_MIRROR_DIR_NAME "/dead");
 	assert_int_equal(mkdir(p, 0700), 0);
 	make_ok(f, target, sizeof(target));
-	at(p, sizeof(p), f, GUARD_MIRROR_DIR_NAME "/dead");
+	/* a start removes nothing: the other agent's redirect may use it */
+	assert_int_equal(lstat(p, &st), 0);
+	live[0] = f->sock;
+	live[1] = f->sock;
+	live[1].st_ino = other;
+	assert_int_equal(guard_mirror_prune(&f->dir, keep_listed, live), 2);
 	assert_int_equal(lstat(p, &st), -1);
+	snprintf(p, sizeof(p), "%s/%s/%llx", f->root, GUARD_MIRROR_DIR_NAME, other + 1);
+	assert_int_equal(lstat(p, &st), -1);
+	snprintf(p, sizeof(p), "%s/%s/%llx", f->root, GUARD_MIRROR_DIR_NAME, other);
+	assert_int_equal(lstat(p, &st), 0);
 	assert_int_equal(lstat(target, &st), 0);
+	/* and its own tree goes with its listener */
+	live[0].st_ino = other;
+	assert_int_equal(guard_mirror_prune(&f->dir, keep_listed, live), 1);
+	assert_int_equal(lstat(target, &st), -1);
 }
 
 static void removes_without_following(void **state)
@@ -330,7 +359,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(rebuilds_a_wrong_leaf, setup, teardown),
 		cmocka_unit_test_setup_teardown(refuses_what_it_cannot_mirror, setup, teardown),
 		cmocka_unit_test_setup_teardown(refuses_a_planted_mirror_dir, setup, teardown),
-		cmocka_unit_test_setup_teardown(empties_a_previous_runs_mirrors, setup, teardown),
+		cmocka_unit_test_setup_teardown(prunes_only_closed_listeners_trees, setup, teardown),
 		cmocka_unit_test_setup_teardown(removes_without_following, setup, teardown),
 		cmocka_unit_test_setup_teardown(copies_the_access_acl, setup, teardown),
 	};
