@@ -307,11 +307,28 @@ def unlink(path):
 
 
 def heal_again(agent, path):
-    """One more loss of path, healed by this agent."""
-    n = len(agent.find("rebind_succeeded", path=path))
-    unlink(path)
-    wait_until(lambda: len(agent.find("rebind_succeeded", path=path)) > n,
-               what="the next heal of " + path)
+    """One more loss of path, healed by this agent: the heal that follows
+    this unlink's own record (its actor is this rm, or a scan found it). The
+    agent reports a heal only after linkat() and a check of the listener, so
+    the heal before may serve the path before its rebind_succeeded is out; a
+    count taken before the unlink would then take that late event for this
+    heal."""
+    mark = len(agent.poll())
+    rm = subprocess.Popen(["rm", "-f", path])
+    assert rm.wait() == 0, rm.returncode
+
+    def this_loss():
+        for i in range(mark, len(agent.poll())):
+            e = agent.events[i]
+            if e.get("event") == "socket_unlinked" and e.get("path") == path and (
+                    e.get("via") == "scan" or (e.get("actor") or {}).get("pid") == rm.pid):
+                return i + 1
+        return None
+
+    after = wait_until(this_loss, what="the loss of %s by rm %d" % (path, rm.pid))
+    wait_until(lambda: [e for e in agent.poll()[after:]
+                        if e.get("event") == "rebind_succeeded" and e.get("path") == path],
+               what="the heal of %s after that loss" % path)
 
 
 # ----- guard link -----
